@@ -1,0 +1,293 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled read kernel: reads BAM records through htslib (the copy pysam ships) and
+turns each record that passes the filters into the genomic interval it covers.
+
+Semantics are documented in ``bamcover.reads``; ``bamcover.reads._py_intervals`` is the
+pure-pysam fallback with the same contract.
+"""
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t
+from libc.stdlib cimport malloc, free
+import numpy as np
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from "htslib/hts.h" nogil:
+    ctypedef int64_t hts_pos_t
+    ctypedef struct htsFile:
+        pass
+    ctypedef struct hts_idx_t:
+        pass
+    ctypedef struct hts_itr_t:
+        pass
+    htsFile *hts_open(const char *fn, const char *mode)
+    int hts_close(htsFile *fp)
+    void hts_idx_destroy(hts_idx_t *idx)
+    void hts_itr_destroy(hts_itr_t *iter)
+    int hts_check_EOF(htsFile *fp)
+
+cdef extern from "htslib/sam.h" nogil:
+    ctypedef struct sam_hdr_t:
+        pass
+    ctypedef struct bam1_core_t:
+        hts_pos_t pos
+        int32_t tid
+        uint16_t bin
+        uint8_t qual
+        uint8_t l_extranul
+        uint16_t flag
+        uint16_t l_qname
+        uint32_t n_cigar
+        int32_t l_qseq
+        int32_t mtid
+        hts_pos_t mpos
+        hts_pos_t isize
+    ctypedef struct bam1_t:
+        bam1_core_t core
+    bam1_t *bam_init1()
+    void bam_destroy1(bam1_t *b)
+    sam_hdr_t *sam_hdr_read(htsFile *fp)
+    void sam_hdr_destroy(sam_hdr_t *h)
+    int sam_hdr_name2tid(sam_hdr_t *h, const char *ref)
+    hts_idx_t *sam_index_load2(htsFile *fp, const char *fn, const char *fnidx)
+    hts_itr_t *sam_itr_regarray(const hts_idx_t *idx, sam_hdr_t *hdr, char **regarray, unsigned int regcount)
+    int sam_itr_next(htsFile *htsfp, hts_itr_t *itr, bam1_t *r)
+    int sam_read1(htsFile *fp, sam_hdr_t *h, bam1_t *b)
+    hts_pos_t bam_endpos(const bam1_t *b)
+
+cdef enum:
+    BAM_FPAIRED = 0x1
+    BAM_FPROPER_PAIR = 0x2
+    BAM_FREVERSE = 0x10
+    BAM_FMREVERSE = 0x20
+    BAM_FREAD1 = 0x40
+
+
+cdef class _Buffer:
+    """Growable int64/uint8 columns for (start, end, reverse) intervals."""
+    cdef int64_t *starts
+    cdef int64_t *ends
+    cdef uint8_t *rev
+    cdef Py_ssize_t n, cap
+
+    def __cinit__(self):
+        self.cap = 1 << 16
+        self.n = 0
+        self.starts = <int64_t *> malloc(self.cap * sizeof(int64_t))
+        self.ends = <int64_t *> malloc(self.cap * sizeof(int64_t))
+        self.rev = <uint8_t *> malloc(self.cap * sizeof(uint8_t))
+        if not self.starts or not self.ends or not self.rev:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.starts)
+        free(self.ends)
+        free(self.rev)
+
+    cdef int grow(self) except -1:
+        cdef Py_ssize_t cap = self.cap * 2
+        cdef int64_t *s = <int64_t *> malloc(cap * sizeof(int64_t))
+        cdef int64_t *e = <int64_t *> malloc(cap * sizeof(int64_t))
+        cdef uint8_t *r = <uint8_t *> malloc(cap * sizeof(uint8_t))
+        if not s or not e or not r:
+            free(s)
+            free(e)
+            free(r)
+            raise MemoryError()
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            s[i] = self.starts[i]
+            e[i] = self.ends[i]
+            r[i] = self.rev[i]
+        free(self.starts)
+        free(self.ends)
+        free(self.rev)
+        self.starts, self.ends, self.rev, self.cap = s, e, r, cap
+        return 0
+
+    cdef object arrays(self):
+        starts = np.empty(self.n, dtype=np.int64)
+        ends = np.empty(self.n, dtype=np.int64)
+        rev = np.empty(self.n, dtype=np.uint8)
+        cdef int64_t[::1] sv = starts
+        cdef int64_t[::1] ev = ends
+        cdef uint8_t[::1] rv = rev
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            sv[i] = self.starts[i]
+            ev[i] = self.ends[i]
+            rv[i] = self.rev[i]
+        return starts, ends, rev
+
+
+cdef struct Rules:
+    uint16_t flag_include
+    uint16_t flag_exclude
+    uint8_t min_mapq
+    int64_t fragment_size      # 0 = aligned span
+    int64_t shift_forward
+    int64_t shift_reverse
+    int pairs
+    int64_t max_fragment_length
+    int64_t chrom_length
+
+
+cdef inline int interval(const bam1_t *b, const Rules *r, int64_t *s, int64_t *e, uint8_t *rev) noexcept nogil:
+    """Covered interval of one record: 1 if it covers bases, -1 if it passes the
+    filters but covers nothing on the chromosome, 0 if the filters skip it."""
+    cdef uint16_t flag = b.core.flag
+    if (flag & r.flag_exclude) or (flag & r.flag_include) != r.flag_include:
+        return 0
+    if b.core.qual < r.min_mapq:
+        return 0
+    cdef int64_t start = b.core.pos, end, five, isize = b.core.isize
+    cdef int is_rev = (flag & BAM_FREVERSE) != 0
+    if (r.pairs and (flag & BAM_FPAIRED) and (flag & BAM_FPROPER_PAIR)
+            and b.core.mtid == b.core.tid and isize != 0
+            and -r.max_fragment_length <= isize <= r.max_fragment_length):
+        if isize < 0:
+            return 0  # counted through the leftmost mate
+        s[0] = start + r.shift_forward
+        e[0] = start + isize - r.shift_reverse
+        if flag & BAM_FREAD1:
+            rev[0] = is_rev
+        else:
+            rev[0] = (flag & BAM_FMREVERSE) != 0
+    else:
+        end = bam_endpos(b)
+        rev[0] = is_rev
+        if r.fragment_size == 0:
+            if is_rev:
+                s[0] = start - r.shift_reverse
+                e[0] = end - r.shift_reverse
+            else:
+                s[0] = start + r.shift_forward
+                e[0] = end + r.shift_forward
+        elif is_rev:
+            five = end - 1 - r.shift_reverse
+            s[0] = five - r.fragment_size + 1
+            e[0] = five + 1
+        else:
+            five = start + r.shift_forward
+            s[0] = five
+            e[0] = five + r.fragment_size
+    if s[0] < 0:
+        s[0] = 0
+    if e[0] > r.chrom_length:
+        e[0] = r.chrom_length
+    return 1 if e[0] > s[0] else -1
+
+
+cdef Rules make_rules(dict rules, int64_t chrom_length):
+    cdef Rules r
+    r.flag_include = rules["flag_include"]
+    r.flag_exclude = rules["flag_exclude"]
+    r.min_mapq = rules["min_mapq"]
+    r.fragment_size = rules["fragment_size"]
+    r.shift_forward = rules["shift_forward"]
+    r.shift_reverse = rules["shift_reverse"]
+    r.pairs = rules["pairs"]
+    r.max_fragment_length = rules["max_fragment_length"]
+    r.chrom_length = chrom_length
+    return r
+
+
+cdef class BamReader:
+    """An open, indexed BAM: header, index and one reusable record buffer."""
+    cdef htsFile *fp
+    cdef sam_hdr_t *hdr
+    cdef hts_idx_t *idx
+    cdef bam1_t *b
+    cdef readonly str path
+
+    def __cinit__(self, str path, str index_path):
+        self.path = path
+        self.fp = hts_open(path.encode(), b"r")
+        if self.fp == NULL:
+            raise OSError(f"{path}: cannot open as BAM")
+        self.hdr = sam_hdr_read(self.fp)
+        if self.hdr == NULL:
+            raise OSError(f"{path}: cannot read the BAM header")
+        self.idx = sam_index_load2(self.fp, path.encode(), index_path.encode())
+        if self.idx == NULL:
+            raise OSError(f"{path}: cannot load the index {index_path}")
+        self.b = bam_init1()
+
+    def __dealloc__(self):
+        if self.b != NULL:
+            bam_destroy1(self.b)
+        if self.idx != NULL:
+            hts_idx_destroy(self.idx)
+        if self.hdr != NULL:
+            sam_hdr_destroy(self.hdr)
+        if self.fp != NULL:
+            hts_close(self.fp)
+
+    def intervals(self, str chrom, int64_t chrom_length, object starts, object ends, dict rules):
+        """Intervals of the records overlapping any of the sorted, disjoint [starts, ends).
+
+        Each record is read once (htslib's multi-region iterator). Returns
+        ``(start, end, reverse)`` arrays in file order.
+        """
+        cdef Py_ssize_t n = len(starts), i
+        cdef Rules r = make_rules(rules, chrom_length)
+        cdef _Buffer buf = _Buffer()
+        if n == 0:
+            return buf.arrays()
+        regions = [f"{{{chrom}}}:{int(starts[i]) + 1}-{int(ends[i])}".encode() for i in range(n)]
+        cdef char **regarray = <char **> malloc(n * sizeof(char *))
+        if regarray == NULL:
+            raise MemoryError()
+        for i in range(n):
+            regarray[i] = regions[i]
+        cdef hts_itr_t *itr = sam_itr_regarray(self.idx, self.hdr, regarray, <unsigned int> n)
+        free(regarray)
+        if itr == NULL:
+            raise OSError(f"{self.path}: cannot query {chrom}")
+        cdef int ret
+        cdef int64_t s, e
+        cdef uint8_t rv
+        try:
+            while True:
+                ret = sam_itr_next(self.fp, itr, self.b)
+                if ret < 0:
+                    break
+                if interval(self.b, &r, &s, &e, &rv) == 1:
+                    if buf.n == buf.cap:
+                        buf.grow()
+                    buf.starts[buf.n] = s
+                    buf.ends[buf.n] = e
+                    buf.rev[buf.n] = rv
+                    buf.n += 1
+        finally:
+            hts_itr_destroy(itr)
+        if ret < -1:
+            raise OSError(f"{self.path}: corrupt or truncated BAM while reading {chrom} (htslib error {ret})")
+        return buf.arrays()
+
+    def count(self, dict rules):
+        """Number of records (fragments, with pairs) passing the filters in the whole file."""
+        cdef Rules r = make_rules(rules, 1 << 62)
+        cdef int64_t total = 0, s, e
+        cdef uint8_t rv
+        cdef int ret
+        cdef htsFile *fp = hts_open(self.path.encode(), b"r")
+        if fp == NULL:
+            raise OSError(f"{self.path}: cannot open as BAM")
+        cdef sam_hdr_t *hdr = sam_hdr_read(fp)
+        cdef bam1_t *b = bam_init1()
+        try:
+            with nogil:
+                while True:
+                    ret = sam_read1(fp, hdr, b)
+                    if ret < 0:
+                        break
+                    if b.core.tid >= 0 and interval(b, &r, &s, &e, &rv) != 0:
+                        total += 1
+        finally:
+            bam_destroy1(b)
+            sam_hdr_destroy(hdr)
+            hts_close(fp)
+        if ret < -1:
+            raise OSError(f"{self.path}: corrupt or truncated BAM (htslib error {ret})")
+        return total

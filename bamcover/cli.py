@@ -1,0 +1,209 @@
+"""Command line: parses arguments and calls the API; results to files or stdout, messages
+to stderr."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+import click
+import pandas as pd
+
+from . import __version__
+from .errors import BamcoverError
+from .options import DEFAULT_FLAG_EXCLUDE, TN5_SHIFT, Options
+from .outputs import check_writable, write_table
+from .profiles import STATUS_OFF, STATUS_UNKNOWN, compute, density
+from .reads import open_bam
+from .regions import read_regions
+
+log = logging.getLogger("bamcover")
+
+
+class FragmentSize(click.ParamType):
+    name = "F|read"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int) or str(value).lower() == "read":
+            return None if value is None or str(value).lower() == "read" else value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither an integer nor 'read'", param, ctx)
+
+
+def _flag(value: str | int | None) -> int | None:
+    return None if value is None else int(str(value), 0)
+
+
+def read_options(func):
+    """Options that decide which reads count and how they cover bases."""
+    opts = [
+        click.option("--fragment-size", "-f", type=FragmentSize(), default="read",
+                     show_default=True,
+                     help="Cover F bases from the 5' end in the read's direction "
+                          "(1 = 5' ends only), or 'read' for the aligned span."),
+        click.option("--shift", type=int, default=None,
+                     help="Move 5' ends S bases in the read's direction (negative allowed)."),
+        click.option("--shift-reverse", type=int, default=None,
+                     help="Shift for reverse reads, if different from --shift."),
+        click.option("--tn5", is_flag=True,
+                     help=f"Tn5 preset for ATAC/ChIPmentation: --shift {TN5_SHIFT[0]} "
+                          f"--shift-reverse {TN5_SHIFT[1]}."),
+        click.option("--pairs", is_flag=True,
+                     help="A proper pair covers its whole insert, counted once."),
+        click.option("--max-fragment-length", type=int, default=1000, show_default=True,
+                     help="Longer pairs are treated as single reads with --pairs."),
+        click.option("--strand-wise", is_flag=True,
+                     help="Two channels, sense and antisense to the region's strand."),
+        click.option("--min-mapq", type=int, default=0, show_default=True),
+        click.option("--ignore-duplicates", is_flag=True, help="Skip reads flagged 0x400."),
+        click.option("--sam-flag-include", default="0", show_default=True,
+                     help="Count only reads with all these flag bits."),
+        click.option("--sam-flag-exclude", default=hex(DEFAULT_FLAG_EXCLUDE), show_default=True,
+                     help="Skip reads with any of these flag bits (replaces the default)."),
+        click.option("--processes", "-p", type=int, default=None,
+                     help="Worker processes [default: the cores available]."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def _options(kw: dict, **extra) -> Options:
+    shift, shift_rev = kw.pop("shift"), kw.pop("shift_reverse")
+    if kw.pop("tn5"):
+        if shift is not None or shift_rev is not None:
+            raise BamcoverError("--tn5 sets the shifts; do not combine it with --shift")
+        shift, shift_rev = TN5_SHIFT
+    return Options(
+        fragment_size=kw.pop("fragment_size"),
+        shift=shift or 0,
+        shift_reverse=shift_rev,
+        pairs=kw.pop("pairs"),
+        max_fragment_length=kw.pop("max_fragment_length"),
+        strand_wise=kw.pop("strand_wise"),
+        min_mapq=kw.pop("min_mapq"),
+        ignore_duplicates=kw.pop("ignore_duplicates"),
+        flag_include=_flag(kw.pop("sam_flag_include")),
+        flag_exclude=_flag(kw.pop("sam_flag_exclude")),
+        processes=kw.pop("processes"),
+        **extra,
+    )
+
+
+def handle_errors(func):
+    """Bad input: one line on stderr and exit status 2."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (BamcoverError, OverflowError, OSError) as exc:
+            click.echo(f"bamcover: error: {exc}", err=True)
+            sys.exit(2)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"],
+                               "max_content_width": 100})
+@click.version_option(__version__, prog_name="bamcover")
+def main() -> None:
+    """Exact, strand-aware, fragment-extended read coverage from BAM files over BED regions."""
+    logging.basicConfig(format="bamcover: %(message)s", stream=sys.stderr, level=logging.INFO)
+
+
+def _summarise(status: pd.Series, regions: pd.DataFrame, bam, quiet: bool) -> None:
+    """One stderr line per kind of region that could not be computed."""
+    unknown = status == STATUS_UNKNOWN
+    if unknown.any():
+        chroms = regions.loc[unknown.to_numpy(), "chrom"].unique()
+        hint = ""
+        for c in chroms:
+            alt = c[3:] if c.startswith("chr") else "chr" + c
+            if alt in bam.lengths:
+                hint = f"; the BAM uses '{alt}' not '{c}'?"
+                break
+        log.warning("%d regions on chromosomes absent from %s (e.g. %s%s); their rows are NaN",
+                    unknown.sum(), bam.name, chroms[0], hint)
+    off = status == STATUS_OFF
+    if off.any():
+        log.warning("%d regions have windows entirely beyond their chromosome's end; "
+                    "their rows are NaN", off.sum())
+
+
+def matrix_table(mat: pd.DataFrame) -> pd.DataFrame:
+    """The matrix as a flat table: chrom start end name strand channel status, then bins."""
+    flat = mat.reset_index()
+    return flat[["chrom", "start", "end", "name", "strand", "channel", "status",
+                 *mat.columns]].rename(columns=str)
+
+
+@main.command()
+@click.argument("regions", type=click.Path(dir_okay=False))
+@click.argument("bam", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", default="-", show_default=True,
+              help="Profile table (.tsv, .csv, .gz, .parquet); '-' is stdout.")
+@click.option("--matrix", "matrix_path", default=None,
+              help="Also write the per-region matrix (.tsv, .gz, .parquet).")
+@click.option("--reference-point", type=click.Choice(["start", "end", "center", "summit"]),
+              default="center", show_default=True)
+@click.option("--upstream", "-u", type=int, default=2000, show_default=True)
+@click.option("--downstream", "-d", type=int, default=2000, show_default=True)
+@click.option("--bin-size", "-b", type=int, default=1, show_default=True)
+@click.option("--no-orient", is_flag=True,
+              help="Genomic offsets for '-' regions too (default: read 5'→3').")
+@click.option("--normalize", type=click.Choice(["none", "cpm"]), default="none",
+              show_default=True)
+@read_options
+@handle_errors
+def profile(regions, bam, output, matrix_path, reference_point, upstream, downstream,
+            bin_size, no_orient, normalize, quiet, **kw):
+    """Coverage around each region of REGIONS (BED/narrowPeak) in BAM: the average profile,
+    and with --matrix the per-region matrix."""
+    options = _options(kw, reference_point=reference_point, upstream=upstream,
+                       downstream=downstream, bin_size=bin_size, orient=not no_orient,
+                       normalize=normalize)
+    options.warn_rounding()
+    for path in (output, matrix_path):
+        check_writable(path)
+    if quiet:
+        log.setLevel(logging.WARNING)
+    regs = read_regions(regions)
+    bam_ = open_bam(bam)
+    result = compute(regs, bam_, options, with_matrix=matrix_path is not None,
+                     progress=not quiet)
+    _summarise(result.status, regs, bam_, quiet)
+    if result.library_size is not None:
+        log.info("library size: %d reads pass the filters in %s", result.library_size, bam_.name)
+    if matrix_path:
+        write_table(matrix_table(result.matrix), matrix_path)
+    write_table(result.profile, output, index=True)
+
+
+@main.command(name="density")
+@click.argument("regions", type=click.Path(dir_okay=False))
+@click.argument("bams", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--output", "-o", default="-", show_default=True,
+              help="Table (.tsv, .csv, .gz, .parquet); '-' is stdout.")
+@click.option("--labels", default=None, help="Comma-separated sample labels [file stems].")
+@read_options
+@handle_errors
+def density_cmd(regions, bams, output, labels, quiet, **kw):
+    """Reads overlapping each region of REGIONS in each BAM, with CPM and RPKM."""
+    options = _options(kw)
+    check_writable(output)
+    if quiet:
+        log.setLevel(logging.WARNING)
+    regs = read_regions(regions)
+    opened = [open_bam(b) for b in bams]
+    names = labels.split(",") if labels else [b.name.removesuffix(".bam") for b in opened]
+    table = density(regs, opened, options, progress=not quiet, labels=names)
+    for bam_, label in zip(opened, names, strict=False):
+        _summarise(table["status" if len(opened) == 1 else f"{label}_status"], regs, bam_, quiet)
+    write_table(table, output)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

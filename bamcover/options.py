@@ -1,0 +1,178 @@
+"""Options shared by the API, the CLI and the workers: one small frozen dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+
+from .errors import BamcoverError
+
+log = logging.getLogger("bamcover")
+
+REFERENCE_POINTS = ("start", "end", "center", "summit")
+NORMALIZATIONS = ("none", "cpm")
+#: unmapped (0x4), secondary (0x100), QC-fail (0x200), supplementary (0x800)
+DEFAULT_FLAG_EXCLUDE = 0x4 | 0x100 | 0x200 | 0x800
+DUPLICATE = 0x400
+TN5_SHIFT = (4, 5)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (affinity-aware)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Options:
+    """How reads become coverage and how windows are laid out.
+
+    Parameters
+    ----------
+    upstream, downstream
+        Window around the reference point: offsets ``-upstream … downstream-1``; both are
+        rounded up to a multiple of ``bin_size``.
+    bin_size
+        Bases summed per bin; bins are labelled by their first offset.
+    reference_point
+        ``start``, ``end``, ``center`` or ``summit`` (narrowPeak column 10).
+    orient
+        Flip windows of '-' regions so offsets read 5'→3' (default); ``False`` uses
+        genomic offsets for every region.
+    fragment_size
+        ``None`` covers each read's aligned span; an integer F ≥ 1 covers F bases from
+        the (shifted) 5' end in the read's direction.
+    shift, shift_reverse
+        Move the 5' end this many bases in the read's direction, on forward and reverse
+        reads (``shift_reverse=None`` means the same as ``shift``). Tn5: 4 and 5.
+    pairs
+        A properly paired fragment (|TLEN| ≤ ``max_fragment_length``) covers its insert
+        and counts once; other reads fall back to ``fragment_size``.
+    strand_wise
+        Two channels, ``sense`` and ``antisense``, instead of ``total``.
+    min_mapq, ignore_duplicates, flag_include, flag_exclude
+        Read filters (``flag_exclude`` replaces the default 0xB04; duplicates add 0x400).
+    normalize
+        ``none`` or ``cpm`` (per million reads passing the filters).
+    processes
+        Worker processes (``None``: the cores this process may use).
+    chunk_bases
+        Target window bases per chunk; results do not depend on it.
+    """
+
+    upstream: int = 2000
+    downstream: int = 2000
+    bin_size: int = 1
+    reference_point: str = "center"
+    orient: bool = True
+    fragment_size: int | None = None
+    shift: int = 0
+    shift_reverse: int | None = None
+    pairs: bool = False
+    max_fragment_length: int = 1000
+    strand_wise: bool = False
+    min_mapq: int = 0
+    ignore_duplicates: bool = False
+    flag_include: int = 0
+    flag_exclude: int = DEFAULT_FLAG_EXCLUDE
+    normalize: str = "none"
+    processes: int | None = None
+    chunk_bases: int = 2_000_000
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> None:
+            raise BamcoverError(msg)
+
+        if self.bin_size <= 0:
+            bad(f"--bin-size must be > 0 (got {self.bin_size})")
+        if self.upstream < 0 or self.downstream < 0:
+            bad("--upstream and --downstream must be ≥ 0")
+        if self.upstream + self.downstream == 0:
+            bad("the window has length 0: set --upstream or --downstream > 0")
+        if self.reference_point not in REFERENCE_POINTS:
+            bad(f"--reference-point must be one of {', '.join(REFERENCE_POINTS)}")
+        if self.fragment_size is not None and self.fragment_size < 1:
+            bad(f"--fragment-size must be ≥ 1 or 'read' (got {self.fragment_size})")
+        if not 0 <= self.min_mapq <= 255:
+            bad("--min-mapq must be within 0..255")
+        for name in ("flag_include", "flag_exclude"):
+            if not 0 <= getattr(self, name) <= 0xFFFF:
+                bad(f"--{name.replace('_', '-')} must be a 16-bit SAM flag")
+        if self.normalize not in NORMALIZATIONS:
+            bad(f"--normalize must be one of {', '.join(NORMALIZATIONS)}")
+        if self.max_fragment_length < 1:
+            bad("--max-fragment-length must be ≥ 1")
+        if self.processes is not None and self.processes < 1:
+            bad("--processes must be ≥ 1")
+        if self.chunk_bases < 1:
+            bad("chunk_bases must be ≥ 1")
+
+    def replace(self, **changes) -> Options:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def n_processes(self) -> int:
+        return self.processes or available_cores()
+
+    @property
+    def window_upstream(self) -> int:
+        """Upstream length rounded up to whole bins."""
+        return -(-self.upstream // self.bin_size) * self.bin_size
+
+    @property
+    def window_downstream(self) -> int:
+        return -(-self.downstream // self.bin_size) * self.bin_size
+
+    @property
+    def window_length(self) -> int:
+        return self.window_upstream + self.window_downstream
+
+    @property
+    def n_bins(self) -> int:
+        return self.window_length // self.bin_size
+
+    @property
+    def offsets(self) -> list[int]:
+        """Bin labels: the first offset of each bin."""
+        return list(range(-self.window_upstream, self.window_downstream, self.bin_size))
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return ("sense", "antisense") if self.strand_wise else ("total",)
+
+    @property
+    def fetch_margin(self) -> int:
+        """Bases around a window within which a record's alignment must start or end for
+        its covered interval to reach the window."""
+        shift = abs(self.shift) + abs(self.shift_reverse if self.shift_reverse is not None
+                                      else self.shift)
+        reach = self.fragment_size or 0
+        if self.pairs:
+            reach = max(reach, self.max_fragment_length)
+        return reach + shift + 1
+
+    def read_rules(self) -> dict[str, int]:
+        """The per-record rules the read kernel applies."""
+        exclude = self.flag_exclude | (DUPLICATE if self.ignore_duplicates else 0)
+        return {
+            "flag_include": self.flag_include,
+            "flag_exclude": exclude,
+            "min_mapq": self.min_mapq,
+            "fragment_size": self.fragment_size or 0,
+            "shift_forward": self.shift,
+            "shift_reverse": self.shift if self.shift_reverse is None else self.shift_reverse,
+            "pairs": int(self.pairs),
+            "max_fragment_length": self.max_fragment_length,
+        }
+
+    def warn_rounding(self) -> None:
+        """Log when the window was widened to whole bins."""
+        for name, asked, used in (("upstream", self.upstream, self.window_upstream),
+                                  ("downstream", self.downstream, self.window_downstream)):
+            if asked != used:
+                log.warning("--%s %d is not a multiple of --bin-size %d; using %d",
+                            name, asked, self.bin_size, used)

@@ -1,0 +1,68 @@
+"""Writing tables: formats by file suffix, always atomically (temporary file + rename)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+import pandas as pd
+
+from .errors import BamcoverError
+
+
+def check_writable(path: str | os.PathLike | None) -> None:
+    """Fail before any work if ``path`` cannot be written ('-'/None is stdout)."""
+    if path is None or os.fspath(path) == "-":
+        return
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise BamcoverError(f"{path}: is a directory, cannot write the output there")
+    if not os.path.isdir(directory):
+        raise BamcoverError(f"{path}: cannot write output, directory {directory} does not exist")
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise BamcoverError(f"{path}: cannot write output, permission denied")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; rename it into place only on success."""
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike | None, index: bool = False) -> None:
+    """Write ``df`` as TSV (``.csv``: CSV; ``.gz``: gzipped; ``.parquet``: parquet) to
+    ``path`` atomically, or as TSV to stdout when ``path`` is None or '-'."""
+    if path is None or os.fspath(path) == "-":
+        df.to_csv(sys.stdout, sep="\t", index=index, na_rep="nan")
+        return
+    path = os.fspath(path)
+    with atomic_path(path) as tmp:
+        if path.endswith(".parquet"):
+            out = df.reset_index() if index else df
+            out.columns = [str(c) for c in out.columns]
+            out.to_parquet(tmp, index=False)
+        else:
+            sep = "," if path.removesuffix(".gz").endswith(".csv") else "\t"
+            compression = "gzip" if path.endswith(".gz") else None
+            df.to_csv(tmp, sep=sep, index=index, na_rep="nan", compression=compression)

@@ -1,0 +1,315 @@
+"""Profiles and normalisation: the public API (``matrix``, ``profile``, ``density``).
+
+Data flow: regions + BAM + options → chunks → per-chunk integer counts → reduction in
+input order → pandas tables. Statistics are computed from exact integer sums and value
+histograms, so they are bit-identical for any number of processes or chunks.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .counting import make_chunks, region_counts, window_counts
+from .errors import BamcoverError
+from .executors import map_local, starmap_local
+from .options import Options
+from .reads import Bam, library_size, open_bam
+from .regions import read_regions, windows
+
+STATUS_OK = "ok"
+STATUS_CLIPPED = "clipped"               # part of the window lies beyond a chromosome end
+STATUS_OFF = "off_chromosome"            # nothing of the window lies on the chromosome
+STATUS_UNKNOWN = "unknown_chromosome"    # chromosome absent from the BAM header
+
+
+def _options(options: Options | None, overrides: dict) -> Options:
+    options = options or Options()
+    return options.replace(**overrides) if overrides else options
+
+
+def _status(chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray, bam: Bam) -> np.ndarray:
+    length = np.array([bam.lengths.get(c, -1) for c in chroms], dtype=np.int64)
+    status = np.full(len(chroms), STATUS_OK, dtype=object)
+    status[(starts < 0) | (ends > length)] = STATUS_CLIPPED
+    status[(ends <= 0) | (starts >= length)] = STATUS_OFF
+    status[length < 0] = STATUS_UNKNOWN
+    return status
+
+
+@dataclass
+class _Prepared:
+    regions: pd.DataFrame
+    bam: Bam
+    starts: np.ndarray
+    status: np.ndarray
+    chunks: list
+
+
+def _prepare(regions, bam, options: Options) -> _Prepared:
+    source = regions if isinstance(regions, (str, os.PathLike)) else "regions"
+    regions = read_regions(regions) if not isinstance(regions, pd.DataFrame) or \
+        "line" not in regions else regions
+    bam = bam if isinstance(bam, Bam) else open_bam(bam)
+    starts, flip = windows(regions, options, str(source))
+    ends = starts + options.window_length
+    chroms = regions["chrom"].to_numpy()
+    status = _status(chroms, starts, ends, bam)
+    use = np.flatnonzero((status == STATUS_OK) | (status == STATUS_CLIPPED))
+    minus = regions["strand"].to_numpy() == "-"
+    chunks = make_chunks(bam, chroms[use], starts[use], ends[use], flip[use], minus[use], use,
+                         _chunk_bases(options, len(use)))
+    return _Prepared(regions, bam, starts, status, chunks)
+
+
+def _chunk_bases(options: Options, n: int) -> int:
+    """Enough chunks to keep every process busy, never more bases than asked for."""
+    per_process = -(-n * options.window_length // (4 * options.n_processes))
+    return max(options.window_length, min(options.chunk_bases, per_process))
+
+
+class _Stats:
+    """Streaming per-bin statistics over regions: counts, sums, sums of squares and a
+    histogram of values (for exact medians), all integers."""
+
+    def __init__(self, channels: int, bins: int):
+        self.shape = (channels, bins)
+        self.n = np.zeros(bins, dtype=np.int64)
+        self.sum = np.zeros(self.shape, dtype=np.int64)
+        self.sumsq = np.zeros(self.shape, dtype=np.int64)
+        self._keys: list[np.ndarray] = []
+        self._counts: list[np.ndarray] = []
+
+    def add(self, values: np.ndarray, valid: np.ndarray) -> None:
+        v = values.astype(np.int64) * valid[:, None, :]
+        self.n += valid.sum(axis=0)
+        self.sum += v.sum(axis=0)
+        self.sumsq += (v * v).sum(axis=0)
+        cell = np.arange(self.shape[0] * self.shape[1]).reshape(self.shape)
+        keys = (cell[None] << 32) | values.astype(np.int64)
+        keys = keys[np.broadcast_to(valid[:, None, :], values.shape)]
+        k, c = np.unique(keys, return_counts=True)
+        self._keys.append(k)
+        self._counts.append(c)
+        if len(self._keys) >= 64:
+            self._compact()
+
+    def _compact(self) -> None:
+        if len(self._keys) <= 1:
+            return
+        keys = np.concatenate(self._keys)
+        counts = np.concatenate(self._counts)
+        k, inv = np.unique(keys, return_inverse=True)
+        self._keys, self._counts = [k], [np.bincount(inv, weights=counts).astype(np.int64)]
+
+    def median(self) -> np.ndarray:
+        self._compact()
+        out = np.full(self.shape, np.nan)
+        if not self._keys or not self._keys[0].size:
+            return out
+        keys, counts = self._keys[0], self._counts[0]
+        cell, value = keys >> 32, (keys & 0xFFFFFFFF).astype(np.float64)
+        cum = np.cumsum(counts)
+        first = np.searchsorted(cell, np.arange(cell.max() + 1), side="left")
+        present = np.unique(cell)
+        before = np.where(first[present] > 0, cum[first[present] - 1], 0)
+        n = np.broadcast_to(self.n, self.shape).ravel()[present]
+        lo = np.searchsorted(cum, before + (n - 1) // 2, side="right")
+        hi = np.searchsorted(cum, before + n // 2, side="right")
+        flat = out.ravel()
+        flat[present] = (value[lo] + value[hi]) / 2
+        return flat.reshape(self.shape)
+
+    def frame(self, offsets: Sequence[int], channels: Sequence[str], factor: float
+              ) -> pd.DataFrame:
+        n = np.broadcast_to(self.n, self.shape)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = self.sum / n
+            var = np.full(self.shape, np.nan)
+            for idx in zip(*np.nonzero(n > 1), strict=True):
+                k, s, q = int(n[idx]), int(self.sum[idx]), int(self.sumsq[idx])
+                var[idx] = (k * q - s * s) / (k * (k - 1))   # exact integers, one rounding
+            std = np.sqrt(var)
+            sem = std / np.sqrt(n)
+        median = self.median()
+        cols = {}
+        for c, name in enumerate(channels):
+            cols[f"{name}_mean"] = mean[c] * factor
+            cols[f"{name}_median"] = median[c] * factor
+            cols[f"{name}_std"] = std[c] * factor
+            cols[f"{name}_sem"] = sem[c] * factor
+            cols[f"{name}_n"] = n[c]
+        return pd.DataFrame(cols, index=pd.Index(list(offsets), name="offset"))
+
+
+def _factor(bam: Bam, options: Options) -> tuple[float, int | None]:
+    if options.normalize == "cpm":
+        size = library_size(bam, options.read_rules())
+        if size == 0:
+            raise BamcoverError(f"{bam.path}: no reads pass the filters; cannot normalise to CPM")
+        return 1e6 / size, size
+    return 1.0, None
+
+
+@dataclass
+class Result:
+    """Everything one coverage run produced."""
+
+    profile: pd.DataFrame
+    matrix: pd.DataFrame | None
+    status: pd.Series
+    library_size: int | None
+    reads_used: int
+
+
+def compute(regions, bam, options: Options | None = None, *, with_matrix: bool = True,
+            progress: bool = False, **overrides) -> Result:
+    """Run the windows of ``regions`` over ``bam``: the profile, and the matrix if asked.
+
+    Memory: O(chunk) for the profile; the matrix adds n_regions × channels × bins int32.
+    """
+    options = _options(options, overrides)
+    prep = _prepare(regions, bam, options)
+    nreg, nch, nbins = len(prep.regions), len(options.channels), options.n_bins
+    stats = _Stats(nch, nbins)
+    values = np.zeros((nreg, nch, nbins), dtype=np.int32) if with_matrix else None
+    valid = np.zeros((nreg, nbins), dtype=bool) if with_matrix else None
+    used = 0
+    work = functools.partial(window_counts, options=options)
+    for part in map_local(work, prep.chunks, options.n_processes, progress, "windows"):
+        stats.add(part.values, part.valid)
+        used += part.reads
+        if with_matrix:
+            values[part.rows] = part.values
+            valid[part.rows] = part.valid
+    factor, size = _factor(prep.bam, options)
+    prof = stats.frame(options.offsets, options.channels, factor)
+    status = pd.Series(prep.status, name="status")
+    mat = None
+    if with_matrix:
+        mat = _matrix_frame(prep.regions, status, values, valid, options, factor)
+    prof.attrs.update(bam=prep.bam.path, normalize=options.normalize, library_size=size)
+    return Result(prof, mat, status, size, used)
+
+
+def _matrix_frame(regions, status, values, valid, options, factor) -> pd.DataFrame:
+    nch = len(options.channels)
+    if options.normalize == "none":
+        big = values.size and values.max() >= 2 ** 24
+        data = values.astype(np.float64 if big else np.float32)
+    else:
+        data = values * factor
+    data[~np.broadcast_to(valid[:, None, :], data.shape)] = np.nan
+    rep = np.repeat(np.arange(len(regions)), nch)
+    index = pd.MultiIndex.from_arrays([
+        rep,
+        regions["chrom"].to_numpy()[rep],
+        regions["start"].to_numpy()[rep],
+        regions["end"].to_numpy()[rep],
+        regions["name"].to_numpy()[rep],
+        regions["strand"].to_numpy()[rep],
+        status.to_numpy()[rep],
+        np.tile(np.array(options.channels, dtype=object), len(regions)),
+    ], names=["region", "chrom", "start", "end", "name", "strand", "status", "channel"])
+    return pd.DataFrame(data.reshape(-1, data.shape[-1]), index=index,
+                        columns=pd.Index(options.offsets, name="offset"))
+
+
+def matrix(regions, bam, options: Options | None = None, *, progress: bool = False,
+           **overrides) -> pd.DataFrame:
+    """Per-region coverage matrix.
+
+    Parameters
+    ----------
+    regions
+        BED/narrowPeak path, DataFrame (``chrom, start, end[, name, strand]``) or BedTool.
+    bam
+        Path of a coordinate-sorted, indexed BAM.
+    options, **overrides
+        An :class:`Options` and/or its fields by name (``fragment_size=200``).
+
+    Returns
+    -------
+    DataFrame with one row per region × channel in input order (index levels ``region,
+    chrom, start, end, name, strand, status, channel``) and one column per bin, labelled
+    by its first offset. NaN marks bins with bases off the chromosome and regions that
+    could not be computed (see ``status``).
+    """
+    return compute(regions, bam, options, with_matrix=True, progress=progress,
+                   **overrides).matrix
+
+
+def profile(regions, bam, options: Options | None = None, *, progress: bool = False,
+            **overrides) -> pd.DataFrame:
+    """Average profile: one row per offset; for every channel the mean, median, std
+    (ddof=1), sem and n (regions with data at that offset) over regions.
+
+    Parameters are those of :func:`matrix`. With ``normalize='cpm'`` the statistics are
+    scaled by 10⁶ / (reads passing the filters); ``attrs['library_size']`` says how many.
+    """
+    return compute(regions, bam, options, with_matrix=False, progress=progress,
+                   **overrides).profile
+
+
+def density(regions, bams: str | os.PathLike | Sequence[str | os.PathLike],
+            options: Options | None = None, *, labels: Sequence[str] | None = None,
+            progress: bool = False, **overrides) -> pd.DataFrame:
+    """Reads per region per sample: a read counts if its covered interval overlaps the
+    region ``[start, end)``.
+
+    Returns
+    -------
+    DataFrame with ``chrom, start, end, name, strand, status`` and, for each sample (and
+    channel, with ``strand_wise``), ``<label>[_<channel>]_count``, ``_cpm`` and ``_rpkm``,
+    plus ``<label>_library_size`` (reads passing the filters, used for CPM/RPKM).
+    """
+    options = _options(options, overrides)
+    bams = [bams] if isinstance(bams, (str, os.PathLike)) else list(bams)
+    labels = list(labels) if labels is not None else [_stem(b) for b in bams]
+    if len(labels) != len(bams):
+        raise BamcoverError(f"{len(labels)} labels for {len(bams)} BAM files")
+    if len(set(labels)) != len(labels):
+        raise BamcoverError(f"duplicate sample labels {labels}; give distinct --labels")
+    regs = regions if isinstance(regions, pd.DataFrame) and "line" in regions \
+        else read_regions(regions)
+    opened = [b if isinstance(b, Bam) else open_bam(b) for b in bams]
+    sizes = starmap_local(library_size, opened, options.read_rules(),
+                          processes=options.n_processes)
+    out = regs[["chrom", "start", "end", "name", "strand"]].copy()
+    chroms = regs["chrom"].to_numpy()
+    starts, ends = regs["start"].to_numpy(np.int64), regs["end"].to_numpy(np.int64)
+    minus = regs["strand"].to_numpy() == "-"
+    length = (ends - starts).astype(np.float64)
+    for bam, label, size in zip(opened, labels, sizes, strict=True):
+        status = _status(chroms, starts, ends, bam)
+        use = np.flatnonzero(status != STATUS_UNKNOWN)
+        chunks = make_chunks(bam, chroms[use], starts[use], ends[use],
+                             np.zeros(len(use), bool), minus[use], use,
+                             max(1, options.chunk_bases))
+        counts = np.full((len(regs), len(options.channels)), np.nan)
+        work = functools.partial(region_counts, options=options)
+        for part in map_local(work, chunks, options.n_processes, progress, label):
+            counts[part.rows] = part.counts
+        if len(opened) == 1:
+            out["status"] = status
+        else:
+            out[f"{label}_status"] = status
+        for c, channel in enumerate(options.channels):
+            stem = label if channel == "total" else f"{label}_{channel}"
+            out[f"{stem}_count"] = counts[:, c]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[f"{stem}_cpm"] = counts[:, c] * 1e6 / size if size else np.nan
+                out[f"{stem}_rpkm"] = (counts[:, c] * 1e9 / (size * length) if size
+                                       else np.nan)
+        out[f"{label}_library_size"] = size
+    return out
+
+
+def _stem(path) -> str:
+    name = os.path.basename(os.fspath(path))
+    return name[:-4] if name.endswith(".bam") else name

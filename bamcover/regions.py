@@ -1,0 +1,198 @@
+"""Regions: reading BED/narrowPeak files, reference points and windows.
+
+Coordinates are 0-based, half-open, as in BED. Row order is kept everywhere.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import BamcoverError
+from .options import Options
+
+COLUMNS = ["chrom", "start", "end", "name", "score", "strand"]
+SKIP_PREFIXES = ("track", "browser", "#")
+
+RegionsLike = "str | os.PathLike | pd.DataFrame | pybedtools.BedTool"
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+        opener = gzip.open if magic == b"\x1f\x8b" else open
+        with opener(path, "rt") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise BamcoverError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BamcoverError(f"{path}: is a directory, not a region file") from None
+    except PermissionError:
+        raise BamcoverError(f"{path}: permission denied") from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise BamcoverError(f"{path}: unreadable region file ({exc})") from None
+
+
+def read_regions(source: RegionsLike) -> pd.DataFrame:
+    """Read regions from a BED3/BED6+/narrowPeak file (plain or gzipped), a DataFrame or
+    a ``pybedtools.BedTool``.
+
+    ``track``, ``browser`` and ``#`` lines are skipped; row order is kept; '.' or a
+    missing strand counts as '+' for windows (the column keeps what the file said).
+
+    Returns
+    -------
+    DataFrame with ``chrom, start, end, name, score, strand`` (name '.' and strand '.'
+    when absent), ``summit`` (absolute summit position for narrowPeak, else -1) and
+    ``line`` (1-based line number in the file, for messages).
+    """
+    if isinstance(source, pd.DataFrame):
+        return _from_frame(source)
+    if type(source).__name__ == "BedTool":  # pybedtools, without importing it eagerly
+        fn = source.fn
+        if isinstance(fn, str) and os.path.exists(fn):
+            return _parse(Path(fn))
+        return _parse_text(str(source), "<BedTool>")
+    return _parse(Path(source))
+
+
+def _from_frame(df: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in ("chrom", "start", "end") if c not in df.columns]
+    if missing:
+        raise BamcoverError(f"regions DataFrame lacks column(s) {', '.join(missing)}")
+    out = pd.DataFrame({
+        "chrom": df["chrom"].astype(str).to_numpy(),
+        "start": df["start"].to_numpy(np.int64),
+        "end": df["end"].to_numpy(np.int64),
+        "name": df["name"].astype(str).to_numpy() if "name" in df else ".",
+        "score": df["score"].astype(str).to_numpy() if "score" in df else ".",
+        "strand": df["strand"].astype(str).to_numpy() if "strand" in df else ".",
+    })
+    out["summit"] = (df["start"].to_numpy(np.int64) + df["summit_offset"].to_numpy(np.int64)
+                     if "summit_offset" in df else -1)
+    out["line"] = np.arange(1, len(out) + 1)
+    _validate(out, "<DataFrame>", row_word="row")
+    return out
+
+
+def _parse(path: Path) -> pd.DataFrame:
+    return _parse_text(_read_text(path), str(path))
+
+
+def _parse_text(text: str, name: str) -> pd.DataFrame:
+    lines = text.splitlines()
+    keep = [i for i, line in enumerate(lines)
+            if line.strip() and not line.startswith(SKIP_PREFIXES)]
+    if not keep:
+        raise BamcoverError(f"{name}: no regions (the file is empty or has only headers)")
+    data = [lines[i] for i in keep]
+    line_no = np.asarray(keep, dtype=np.int64) + 1
+    sep = "\t" if "\t" in data[0] else r"\s+"
+    width = max(len(row.split("\t")) if sep == "\t" else len(row.split()) for row in data[:1000])
+    try:
+        raw = pd.read_csv(io.StringIO("\n".join(data)), sep=sep, header=None, dtype=str,
+                          keep_default_na=False, na_filter=False, quoting=3,
+                          names=range(max(width, 10)), engine="c" if sep == "\t" else "python")
+    except pd.errors.ParserError as exc:
+        raise BamcoverError(f"{name}: malformed region line ({exc})") from None
+    ncols = (raw != "").sum(axis=1).to_numpy()
+    short = np.flatnonzero(ncols < 3)
+    if short.size:
+        i = short[0]
+        raise BamcoverError(f"{name}: line {line_no[i]}: expected at least 3 columns "
+                            f"(chrom, start, end), got {ncols[i]}")
+    coords = {}
+    for col, label in ((1, "start"), (2, "end")):
+        values = raw[col].str.strip()
+        ok = values.str.fullmatch(r"[+-]?\d+").to_numpy()
+        if not ok.all():
+            i = np.flatnonzero(~ok)[0]
+            raise BamcoverError(f"{name}: line {line_no[i]}: {label} {values.iloc[i]!r} "
+                                "is not an integer")
+        coords[label] = values.astype(np.int64).to_numpy()
+    out = pd.DataFrame({
+        "chrom": raw[0].to_numpy(),
+        "start": coords["start"],
+        "end": coords["end"],
+        "name": raw[3].replace("", ".").to_numpy(),
+        "score": raw[4].replace("", ".").to_numpy(),
+        "strand": raw[5].replace("", ".").to_numpy(),
+    })
+    summit = np.full(len(out), -1, dtype=np.int64)
+    is_peak = (raw[9] != "").to_numpy()
+    if is_peak.any():
+        offs = raw[9].where(is_peak, "-1")
+        ok = offs.str.fullmatch(r"-?\d+").to_numpy()
+        if not ok.all():
+            i = np.flatnonzero(~ok)[0]
+            raise BamcoverError(f"{name}: line {line_no[i]}: narrowPeak summit offset "
+                                f"{offs.iloc[i]!r} is not an integer")
+        offs = offs.astype(np.int64).to_numpy()
+        summit = np.where(is_peak & (offs >= 0), out["start"].to_numpy() + offs, -1)
+    out["summit"] = summit
+    out["line"] = line_no
+    _validate(out, name)
+    return out
+
+
+def _validate(df: pd.DataFrame, name: str, row_word: str = "line") -> None:
+    if len(df) == 0:
+        raise BamcoverError(f"{name}: no regions")
+    start, end = df["start"].to_numpy(), df["end"].to_numpy()
+    line = df["line"].to_numpy()
+    if (start < 0).any():
+        i = np.flatnonzero(start < 0)[0]
+        raise BamcoverError(f"{name}: {row_word} {line[i]}: negative start ({start[i]})")
+    if (start > end).any():
+        i = np.flatnonzero(start > end)[0]
+        raise BamcoverError(f"{name}: {row_word} {line[i]}: start > end ({start[i]} > {end[i]})")
+    strand_ok = df["strand"].isin(["+", "-", "."]).to_numpy()
+    if not strand_ok.all():
+        i = np.flatnonzero(~strand_ok)[0]
+        raise BamcoverError(f"{name}: {row_word} {df['line'].iat[i]}: strand "
+                            f"{df['strand'].iat[i]!r} is not '+', '-' or '.'")
+
+
+def reference_points(regions: pd.DataFrame, options: Options,
+                     source: str = "regions") -> np.ndarray:
+    """The reference base of each region (0-based), by ``options.reference_point``.
+
+    start = ``start`` on '+', ``end-1`` on '-'; end = ``end-1`` on '+', ``start`` on '-';
+    center = ``start + (end-start)//2``; summit = ``start +`` narrowPeak column 10.
+    """
+    start = regions["start"].to_numpy(np.int64)
+    end = regions["end"].to_numpy(np.int64)
+    minus = regions["strand"].to_numpy() == "-"
+    point = options.reference_point
+    if point == "center":
+        return start + (end - start) // 2
+    if point == "start":
+        return np.where(minus, end - 1, start)
+    if point == "end":
+        return np.where(minus, start, end - 1)
+    summit = regions["summit"].to_numpy(np.int64)
+    if (summit < 0).any():
+        i = np.flatnonzero(summit < 0)[0]
+        raise BamcoverError(f"{source}: line {regions['line'].iat[i]}: --reference-point summit "
+                            "needs a narrowPeak summit offset (column 10)")
+    return summit
+
+
+def windows(regions: pd.DataFrame, options: Options, source: str = "regions"
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Genomic start of each region's window and whether it is read right-to-left.
+
+    A window covers ``options.window_length`` bases. On '+'/'.' regions (or with
+    ``orient=False``) offset k is genomic ``ref + k``; on '-' regions offset k is
+    ``ref - k``, so the window is ``[ref - downstream + 1, ref + upstream + 1)``.
+    """
+    ref = reference_points(regions, options, source)
+    flip = (regions["strand"].to_numpy() == "-") & options.orient
+    start = np.where(flip, ref - options.window_downstream + 1, ref - options.window_upstream)
+    return start.astype(np.int64), flip
