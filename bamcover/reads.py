@@ -113,11 +113,12 @@ def _build_index(path: str, allowed: bool) -> str:
     return path + ".bai"
 
 
-_READERS: dict[tuple[str, str], object] = {}
+_READERS: dict[tuple[int, str, str], object] = {}
 
 
 def _reader(bam: Bam):
-    key = (bam.path, bam.index)
+    # keyed by process: a forked worker must never share its parent's file offset
+    key = (os.getpid(), bam.path, bam.index)
     if key not in _READERS:
         _READERS[key] = _kernel.BamReader(bam.path, bam.index)
     return _READERS[key]
