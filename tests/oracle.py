@@ -56,21 +56,30 @@ class Opts:
     ignore_duplicates: bool = False
 
 
-def covered(rec: Rec, o: Opts, chrom_len: int):
-    """(start, end, reverse) a record covers, or None; straight from the README."""
+def _proper(rec: Rec, o: Opts) -> bool:
+    return bool(o.pairs and rec.flag & 0x1 and rec.flag & 0x2 and rec.mate_chrom == rec.chrom
+                and rec.tlen != 0 and abs(rec.tlen) <= o.max_fragment_length)
+
+
+def in_library(rec: Rec, o: Opts) -> bool:
+    """Does the record count towards the library size (passes the filters, and is the
+    counted mate of a fragment)?"""
     exclude = o.flag_exclude | (0x400 if o.ignore_duplicates else 0)
     if rec.flag & exclude or (rec.flag & o.flag_include) != o.flag_include:
-        return None
+        return False
     if rec.mapq < o.min_mapq:
+        return False
+    return not (_proper(rec, o) and rec.tlen < 0)
+
+
+def covered(rec: Rec, o: Opts, chrom_len: int):
+    """(start, end, reverse) a record covers, or None; straight from the README."""
+    if not in_library(rec, o):
         return None
     sf = o.shift
     sr = o.shift if o.shift_reverse is None else o.shift_reverse
     rev = bool(rec.flag & 0x10)
-    proper = (rec.flag & 0x1 and rec.flag & 0x2 and rec.mate_chrom == rec.chrom
-              and rec.tlen != 0 and abs(rec.tlen) <= o.max_fragment_length)
-    if o.pairs and proper:
-        if rec.tlen < 0:
-            return None
+    if _proper(rec, o):
         left, right = rec.pos + sf, rec.pos + rec.tlen - sr
         strand_rev = rev if rec.flag & 0x40 else bool(rec.flag & 0x20)
         s, e = left, right
