@@ -111,7 +111,16 @@ def handle_errors(func):
 @click.version_option(__version__, prog_name="bamcover")
 def main() -> None:
     """Exact, strand-aware, fragment-extended read coverage from BAM files over BED regions."""
-    logging.basicConfig(format="bamcover: %(message)s", stream=sys.stderr, level=logging.INFO)
+    log.handlers[:] = [_StderrHandler()]
+    log.propagate = False
+    log.setLevel(logging.INFO)
+
+
+class _StderrHandler(logging.Handler):
+    """Log records as 'bamcover: message' lines on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"bamcover: {record.getMessage()}", err=True)
 
 
 def _summarise(status: pd.Series, regions: pd.DataFrame, bam, quiet: bool) -> None:

@@ -94,13 +94,15 @@ def _parse_text(text: str, name: str) -> pd.DataFrame:
     data = [lines[i] for i in keep]
     line_no = np.asarray(keep, dtype=np.int64) + 1
     sep = "\t" if "\t" in data[0] else r"\s+"
-    width = max(len(row.split("\t")) if sep == "\t" else len(row.split()) for row in data[:1000])
+    width = (max(row.count("\t") for row in data) + 1 if sep == "\t"
+             else max(len(row.split()) for row in data))
     try:
         raw = pd.read_csv(io.StringIO("\n".join(data)), sep=sep, header=None, dtype=str,
                           keep_default_na=False, na_filter=False, quoting=3,
                           names=range(max(width, 10)), engine="c" if sep == "\t" else "python")
     except pd.errors.ParserError as exc:
         raise BamcoverError(f"{name}: malformed region line ({exc})") from None
+    raw = raw.fillna("")    # short rows (the python engine pads with NaN)
     ncols = (raw != "").sum(axis=1).to_numpy()
     short = np.flatnonzero(ncols < 3)
     if short.size:

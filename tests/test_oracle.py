@@ -15,7 +15,7 @@ from . import oracle
 from .conftest import CHR22, PE_CHIP, PEAKS, SE_CHIP, STRANDED, SUMMITS, need
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _records(bam):
     need("samtools")
     return oracle.records(str(bam))

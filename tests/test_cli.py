@@ -1,0 +1,148 @@
+"""The CLI: outputs, and every kind of bad input (one stderr line, exit 2, no output)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+from click.testing import CliRunner
+
+import bamcover
+from bamcover.cli import main
+
+from .conftest import SE_CHIP, SE_CTRL, SUMMITS
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_profile_and_matrix_files(tmp_path):
+    prof, mat, par = tmp_path / "p.tsv", tmp_path / "m.tsv.gz", tmp_path / "m.parquet"
+    code, _, err = run("profile", SUMMITS, SE_CHIP, "-f", 200, "-b", 10, "-o", prof,
+                       "--matrix", mat, "-q")
+    assert code == 0, err
+    p = pd.read_csv(prof, sep="\t", index_col="offset")
+    api = bamcover.profile(SUMMITS, str(SE_CHIP), fragment_size=200, bin_size=10)
+    pd.testing.assert_frame_equal(p, api, check_exact=False, rtol=1e-15)
+    with gzip.open(mat, "rt") as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+    assert header[:7] == ["chrom", "start", "end", "name", "strand", "channel", "status"]
+    assert header[7:9] == ["-2000", "-1990"] and len(header) == 7 + 400
+    m = pd.read_csv(mat, sep="\t")
+    assert len(m) == 730
+    np.testing.assert_allclose(m.iloc[:, 7:].mean().to_numpy(), p["total_mean"].to_numpy())
+    code, _, err = run("profile", SUMMITS, SE_CHIP, "-f", 200, "-b", 10, "-o", "-",
+                       "--matrix", par, "-q")
+    assert code == 0, err
+    np.testing.assert_array_equal(pd.read_parquet(par).iloc[:, 7:].to_numpy(),
+                                  m.iloc[:, 7:].to_numpy())
+
+
+def test_profile_to_stdout_and_density(tmp_path):
+    code, out, _ = run("profile", SUMMITS, SE_CHIP, "-u", 100, "-d", 100, "-b", 50, "-q")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split("\t")[:3] == ["offset", "total_mean", "total_median"]
+    assert [line.split("\t")[0] for line in lines[1:]] == ["-100", "-50", "0", "50"]
+    dens = tmp_path / "d.csv"
+    code, _, err = run("density", SUMMITS, SE_CHIP, SE_CTRL, "--labels", "chip,input",
+                       "-o", dens, "-q")
+    assert code == 0, err
+    d = pd.read_csv(dens)
+    assert {"chip_count", "chip_cpm", "chip_rpkm", "input_count", "chip_status"} <= set(d)
+    assert d["chip_count"].sum() > 3 * d["input_count"].sum()   # CTCF summits are enriched
+
+
+def test_rounding_warning_and_unknown_chromosome(tmp_path):
+    regs = tmp_path / "r.bed"
+    regs.write_text("22\t100000\t100001\nchr22\t17255632\t17255633\n22\t5\t6\n")
+    out = tmp_path / "p.tsv"
+    code, _, err = run("profile", regs, SE_CHIP, "-b", 300, "-u", 1000, "-d", 1000, "-o", out,
+                       "--matrix", tmp_path / "m.tsv")
+    assert code == 0
+    assert "--upstream 1000 is not a multiple of --bin-size 300; using 1200" in err
+    assert ("2 regions on chromosomes absent from ctcf_se_chip.bam (e.g. 22; "
+            "the BAM uses 'chr22' not '22'?)") in err
+    m = pd.read_csv(tmp_path / "m.tsv", sep="\t")
+    assert m["status"].tolist() == ["unknown_chromosome", "ok", "unknown_chromosome"]
+    assert m.iloc[[0, 2], 7:].isna().all().all() and m.iloc[1, 7:].notna().all()
+
+
+def _bad(tmp_path, *args, match):
+    out = tmp_path / "out" / "p.tsv"
+    out.parent.mkdir(exist_ok=True)
+    code, stdout, err = run("profile", *args, "-o", out, "-q")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bamcover: error: "), err
+    assert match in lines[0], lines[0]
+    assert os.listdir(out.parent) == []          # no output, no temporary file
+    return lines[0]
+
+
+def test_missing_and_malformed_inputs(tmp_path):
+    _bad(tmp_path, tmp_path / "none.bed", SE_CHIP, match="none.bed: no such file")
+    bed = tmp_path / "bad.bed"
+    bed.write_text("chr22\t100\t200\nchr22\tabc\t300\n")
+    _bad(tmp_path, bed, SE_CHIP, match="bad.bed: line 2: start 'abc' is not an integer")
+    bed.write_text("")
+    _bad(tmp_path, bed, SE_CHIP, match="bad.bed: no regions")
+    _bad(tmp_path, SUMMITS, tmp_path / "none.bam", match="none.bam: no such file")
+    _bad(tmp_path, SUMMITS, SUMMITS, match="ctcf_summits.bed: not a readable BAM file")
+    _bad(tmp_path, SUMMITS, SE_CHIP, "-b", 0, match="--bin-size must be > 0")
+    _bad(tmp_path, SUMMITS, SE_CHIP, "-u", 0, "-d", 0, match="window has length 0")
+
+
+def test_unsorted_bam(tmp_path):
+    bam = tmp_path / "unsorted.bam"
+    pysam.sort("-n", "-o", str(bam), str(SE_CHIP))
+    _bad(tmp_path, SUMMITS, bam, match="unsorted.bam: BAM is not coordinate-sorted")
+
+
+def test_truncated_and_corrupt_bam(tmp_path):
+    data = SE_CHIP.read_bytes()
+    cut = tmp_path / "cut.bam"
+    cut.write_bytes(data[: len(data) // 2])
+    shutil.copy(str(SE_CHIP) + ".bai", str(cut) + ".bai")
+    _bad(tmp_path, SUMMITS, cut, match="cut.bam: truncated BAM")
+    # garbage in the middle, EOF marker intact: found while reading the records
+    bad = tmp_path / "corrupt.bam"
+    mid = len(data) // 2
+    bad.write_bytes(data[:mid] + b"\x00" * 5000 + data[mid + 5000:])
+    shutil.copy(str(SE_CHIP) + ".bai", str(bad) + ".bai")
+    _bad(tmp_path, SUMMITS, bad, match="corrupt.bam: corrupt or truncated BAM")
+
+
+def test_missing_index_is_built(tmp_path):
+    bam = tmp_path / "x.bam"
+    shutil.copy(SE_CHIP, bam)
+    out = tmp_path / "p.tsv"
+    code, _, err = run("profile", SUMMITS, bam, "-o", out)
+    assert code == 0 and f"built the missing index {bam}.bai" in err
+    assert (tmp_path / "x.bam.bai").exists() and out.exists()
+
+
+def test_missing_index_in_readonly_directory(tmp_path, monkeypatch):
+    bam = tmp_path / "x.bam"
+    shutil.copy(SE_CHIP, bam)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if (
+        mode == os.W_OK and os.fspath(p) == str(tmp_path)) else real(p, mode))
+    with pytest.raises(bamcover.BamcoverError, match="x.bam: BAM has no index"):
+        bamcover.profile(SUMMITS, str(bam))
+
+
+def test_unwritable_output_is_checked_first(tmp_path):
+    for target, match in ((tmp_path / "no" / "dir" / "p.tsv", "does not exist"),
+                          (tmp_path, "is a directory")):
+        code, _, err = run("profile", SUMMITS, SE_CHIP, "-o", target, "-q")
+        assert code == 2 and match in err and len(err.strip().splitlines()) == 1
+    code, _, err = run("profile", SUMMITS, SE_CHIP, "--matrix", tmp_path / "x" / "m.tsv", "-q")
+    assert code == 2 and "m.tsv: cannot write output" in err
