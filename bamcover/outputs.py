@@ -52,9 +52,13 @@ def _umask() -> int:
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike | None, index: bool = False) -> None:
     """Write ``df`` as TSV (``.csv``: CSV; ``.gz``: gzipped; ``.parquet``: parquet) to
-    ``path`` atomically, or as TSV to stdout when ``path`` is None or '-'."""
+    ``path`` atomically, or as TSV to stdout when ``path`` is None or '-'.
+
+    float32 columns (integer counts) are written without a trailing '.0'; float64 ones
+    with full precision."""
+    fmt = "%.9g" if any(df.dtypes == "float32") else None
     if path is None or os.fspath(path) == "-":
-        df.to_csv(sys.stdout, sep="\t", index=index, na_rep="nan")
+        df.to_csv(sys.stdout, sep="\t", index=index, na_rep="nan", float_format=fmt)
         return
     path = os.fspath(path)
     with atomic_path(path) as tmp:
@@ -65,4 +69,5 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike | None, index: bool = 
         else:
             sep = "," if path.removesuffix(".gz").endswith(".csv") else "\t"
             compression = "gzip" if path.endswith(".gz") else None
-            df.to_csv(tmp, sep=sep, index=index, na_rep="nan", compression=compression)
+            df.to_csv(tmp, sep=sep, index=index, na_rep="nan", compression=compression,
+                      float_format=fmt)

@@ -475,10 +475,18 @@ def deeptools_run(tmp_path_factory, filtered):
     bw = root / "x.bw"
     run("bamCoverage", "-b", bam, "--extendReads", "200", "--binSize", "1",
         "--region", f"{CHROM}:{lo}:{hi}", "-p", "1", "-o", bw)
-    return {"root": root, "bw": bw, "bed": bed, "peaks": peak_bed}
+    return {"root": root, "bw": bw, "bed": bed, "peaks": peak_bed, "cache": {}}
 
 
-def compute_matrix(run_info, regions: Path, ref: str, bin_size: int, tag: str) -> np.ndarray:
+def compute_matrix(run_info, regions: Path, ref: str, bin_size: int, tag: str):
+    """computeMatrix reference-point -a 1000 -b 1000 on the bigWig: (values, strands);
+    cached per ``tag`` for the module."""
+    if tag not in run_info["cache"]:
+        run_info["cache"][tag] = _compute_matrix(run_info, regions, ref, bin_size, tag)
+    return run_info["cache"][tag]
+
+
+def _compute_matrix(run_info, regions: Path, ref: str, bin_size: int, tag: str):
     out = run_info["root"] / f"m_{tag}.gz"
     run("computeMatrix", "reference-point", "--referencePoint", ref, "-S", run_info["bw"],
         "-R", regions, "-a", "1000", "-b", "1000", "--binSize", str(bin_size),

@@ -91,3 +91,12 @@ def test_malformed_bed(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(BamcoverError, match="no such file"):
         read_regions(tmp_path / "nope.bed")
+
+
+def test_pybedtools_input():
+    pybedtools = pytest.importorskip("pybedtools")
+    from_tool = read_regions(pybedtools.BedTool(str(PEAKS)))
+    pd.testing.assert_frame_equal(from_tool, read_regions(PEAKS))
+    streamed = read_regions(pybedtools.BedTool("chr22 10 20 a 0 -\nchr22 5 9 b 0 +",
+                                               from_string=True))
+    assert streamed[["start", "strand"]].to_numpy().tolist() == [[10, "-"], [5, "+"]]
