@@ -25,9 +25,9 @@ def extensions():
         ["bamcover/_kernel.pyx"],
         include_dirs=pysam.get_include() + [numpy.get_include()],
         define_macros=pysam.get_defines() + [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_link_args=pysam.get_libraries()
-        # the installed package finds pysam's libchtslib next to it at run time
-        + ["-Wl,-rpath,$ORIGIN/../pysam"],
+        # htslib symbols are not linked here but resolved at import time from pysam's
+        # libchtslib (see bamcover/reads.py): linking would record the build
+        # environment's absolute path of that library, which pip deletes.
         extra_compile_args=["-O3"],
     )
     return cythonize([ext], language_level=3, quiet=True)

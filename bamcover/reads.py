@@ -23,6 +23,7 @@ Chromosome ends
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 from dataclasses import dataclass
@@ -34,14 +35,21 @@ from .errors import BamcoverError
 
 log = logging.getLogger("bamcover")
 
-try:  # the compiled kernel links against pysam's htslib, so load that first
-    import pysam.libchtslib  # noqa: F401
 
-    from . import _kernel
-    KERNEL = "htslib"
-except ImportError:  # pragma: no cover - exercised only where the build failed
-    _kernel = None
-    KERNEL = "pysam"
+def _load_kernel():
+    """The compiled kernel, or None. Its htslib symbols come from the libchtslib that
+    pysam ships, made visible to later libraries by re-opening it RTLD_GLOBAL."""
+    try:
+        import pysam.libchtslib
+        ctypes.CDLL(pysam.libchtslib.__file__, mode=ctypes.RTLD_GLOBAL)
+        from . import _kernel
+    except (ImportError, OSError):  # pragma: no cover - only where the build failed
+        return None
+    return _kernel
+
+
+_kernel = _load_kernel()
+KERNEL = "pysam" if _kernel is None else "htslib"
 
 
 @dataclass(frozen=True)
