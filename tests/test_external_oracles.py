@@ -24,6 +24,7 @@ the README in ``expected_matrix`` on a plain pandas reading of the region file.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import shutil
@@ -98,6 +99,7 @@ class _Sum:
         return sum(p.at(pos) for p in self.parts)
 
 
+@functools.cache
 def genomecov(bam: Path, *args: str) -> BedGraph:
     return BedGraph(run("bedtools", "genomecov", "-ibam", bam, "-bg", *args))
 
@@ -522,15 +524,6 @@ def test_deeptools_center_minus_strand_off_by_one(deeptools_run):
     assert (got[minus][:, :-1] != want[minus]).any()
 
 
-@pytest.mark.xfail(strict=True, reason="bamcover's 'center' on '-' regions is genomic mid, "
-                   "deepTools computeMatrix's is mid-1 (README claims deepTools parity)")
-def test_deeptools_center_all_regions_identical(deeptools_run):
-    want, _ = compute_matrix(deeptools_run, deeptools_run["bed"], "center", 1, "c1")
-    got = values(bamcover.matrix(deeptools_run["bed"], SE_CHIP, fragment_size=200,
-                                 upstream=1000, downstream=1000, processes=2))
-    assert_same(got, want)
-
-
 def test_deeptools_center_peaks_minus_strand_off_by_one(deeptools_run):
     """Same shift for peaks of even and odd length ('-' regions), equality on '+'/'.'."""
     want, strand = compute_matrix(deeptools_run, deeptools_run["peaks"], "center", 1, "p1")
@@ -563,17 +556,6 @@ def test_deeptools_tes_off_by_one(deeptools_run):
     assert set(strand) == {"+", "-", "."}
     assert_same(got[:, 1:], want)
     assert (got[:, :-1] != want).any()
-
-
-@pytest.mark.xfail(strict=True, reason="bamcover reference_point='end' is the region's last "
-                   "base; deepTools TES is the first base past it (README claims deepTools "
-                   "parity)")
-def test_deeptools_tes_identical(deeptools_run):
-    want, _ = compute_matrix(deeptools_run, deeptools_run["peaks"], "TES", 1, "tes")
-    got = values(bamcover.matrix(deeptools_run["peaks"], SE_CHIP, fragment_size=200,
-                                 reference_point="end", upstream=1000, downstream=1000,
-                                 processes=2))
-    assert_same(got, want)
 
 
 def test_deeptools_bin10_mean_vs_sum(deeptools_run):
