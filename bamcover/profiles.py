@@ -51,7 +51,9 @@ class _Prepared:
     chunks: list
 
 
-def _prepare(regions, bam, options: Options) -> _Prepared:
+def _prepare(regions, bam, options: Options, rows: np.ndarray | None = None) -> _Prepared:
+    """Read and check the inputs, lay out windows and chunk the computable regions (only
+    those in ``rows``, when given)."""
     source = regions if isinstance(regions, (str, os.PathLike)) else "regions"
     regions = read_regions(regions) if not isinstance(regions, pd.DataFrame) or \
         "line" not in regions else regions
@@ -60,11 +62,18 @@ def _prepare(regions, bam, options: Options) -> _Prepared:
     ends = starts + options.window_length
     chroms = regions["chrom"].to_numpy()
     status = _status(chroms, starts, ends, bam)
-    use = np.flatnonzero((status == STATUS_OK) | (status == STATUS_CLIPPED))
+    use = computable(status)
+    if rows is not None:
+        use = np.intersect1d(use, rows)
     minus = regions["strand"].to_numpy() == "-"
     chunks = make_chunks(bam, chroms[use], starts[use], ends[use], flip[use], minus[use], use,
                          _chunk_bases(options, len(use)))
     return _Prepared(regions, bam, starts, status, chunks)
+
+
+def computable(status: np.ndarray) -> np.ndarray:
+    """Rows whose windows touch a chromosome of the BAM."""
+    return np.flatnonzero((status == STATUS_OK) | (status == STATUS_CLIPPED))
 
 
 def _chunk_bases(options: Options, n: int) -> int:
@@ -98,6 +107,31 @@ class _Stats:
         self._counts.append(c)
         if len(self._keys) >= 64:
             self._compact()
+
+    def merge(self, other: _Stats) -> None:
+        """Add another accumulator's counts (exact: integers only)."""
+        self.n += other.n
+        self.sum += other.sum
+        self.sumsq += other.sumsq
+        self._keys += other._keys
+        self._counts += other._counts
+        if len(self._keys) >= 64:
+            self._compact()
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        self._compact()
+        keys = self._keys[0] if self._keys else np.empty(0, np.int64)
+        counts = self._counts[0] if self._counts else np.empty(0, np.int64)
+        return {"stats_n": self.n, "stats_sum": self.sum, "stats_sumsq": self.sumsq,
+                "stats_keys": keys, "stats_counts": counts}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> _Stats:
+        new = cls(*arrays["stats_sum"].shape)
+        new.n, new.sum, new.sumsq = (arrays[k].copy() for k in ("stats_n", "stats_sum",
+                                                                "stats_sumsq"))
+        new._keys, new._counts = [arrays["stats_keys"]], [arrays["stats_counts"]]
+        return new
 
     def _compact(self) -> None:
         if len(self._keys) <= 1:
@@ -167,6 +201,68 @@ class Result:
     reads_used: int
 
 
+@dataclass
+class Counts:
+    """Integer results for some rows: profile accumulators, and per-bin sums for
+    ``rows`` (sorted) when a matrix is wanted. Counts of disjoint row sets merge exactly."""
+
+    stats: _Stats
+    rows: np.ndarray
+    values: np.ndarray | None
+    valid: np.ndarray | None
+    reads: int
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"rows": self.rows, "reads": np.array(self.reads), **self.stats.to_arrays()}
+        if self.values is not None:
+            arrays.update(values=self.values, valid=self.valid)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays) -> Counts:
+        return cls(_Stats.from_arrays(arrays), arrays["rows"], arrays.get("values"),
+                   arrays.get("valid"), int(arrays["reads"]))
+
+
+def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matrix: bool,
+                  progress: bool = False) -> Counts:
+    """Count the prepared chunks (whose regions are all in sorted ``rows``)."""
+    nch, nbins = len(options.channels), options.n_bins
+    stats = _Stats(nch, nbins)
+    values = np.zeros((len(rows), nch, nbins), dtype=np.int32) if with_matrix else None
+    valid = np.zeros((len(rows), nbins), dtype=bool) if with_matrix else None
+    used = 0
+    work = functools.partial(window_counts, options=options)
+    for part in map_local(work, prep.chunks, options.n_processes, progress, "windows"):
+        stats.add(part.values, part.valid)
+        used += part.reads
+        if with_matrix:
+            at = np.searchsorted(rows, part.rows)
+            values[at] = part.values
+            valid[at] = part.valid
+    return Counts(stats, rows, values, valid, used)
+
+
+def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
+           options: Options, with_matrix: bool) -> Result:
+    """Turn the counts of all rows into the profile and matrix tables."""
+    factor, size = _factor(bam, options)
+    prof = counts.stats.frame(options.offsets, options.channels, factor)
+    status = pd.Series(status, name="status")
+    mat = None
+    if with_matrix:
+        nreg, nch, nbins = len(regions), len(options.channels), options.n_bins
+        if len(counts.rows) == nreg:
+            values, valid = counts.values, counts.valid
+        else:
+            values = np.zeros((nreg, nch, nbins), dtype=np.int32)
+            valid = np.zeros((nreg, nbins), dtype=bool)
+            values[counts.rows], valid[counts.rows] = counts.values, counts.valid
+        mat = _matrix_frame(regions, status, values, valid, options, factor)
+    prof.attrs.update(bam=bam.path, normalize=options.normalize, library_size=size)
+    return Result(prof, mat, status, size, counts.reads)
+
+
 def compute(regions, bam, options: Options | None = None, *, with_matrix: bool = True,
             progress: bool = False, **overrides) -> Result:
     """Run the windows of ``regions`` over ``bam``: the profile, and the matrix if asked.
@@ -175,26 +271,9 @@ def compute(regions, bam, options: Options | None = None, *, with_matrix: bool =
     """
     options = _options(options, overrides)
     prep = _prepare(regions, bam, options)
-    nreg, nch, nbins = len(prep.regions), len(options.channels), options.n_bins
-    stats = _Stats(nch, nbins)
-    values = np.zeros((nreg, nch, nbins), dtype=np.int32) if with_matrix else None
-    valid = np.zeros((nreg, nbins), dtype=bool) if with_matrix else None
-    used = 0
-    work = functools.partial(window_counts, options=options)
-    for part in map_local(work, prep.chunks, options.n_processes, progress, "windows"):
-        stats.add(part.values, part.valid)
-        used += part.reads
-        if with_matrix:
-            values[part.rows] = part.values
-            valid[part.rows] = part.valid
-    factor, size = _factor(prep.bam, options)
-    prof = stats.frame(options.offsets, options.channels, factor)
-    status = pd.Series(prep.status, name="status")
-    mat = None
-    if with_matrix:
-        mat = _matrix_frame(prep.regions, status, values, valid, options, factor)
-    prof.attrs.update(bam=prep.bam.path, normalize=options.normalize, library_size=size)
-    return Result(prof, mat, status, size, used)
+    rows = np.arange(len(prep.regions))
+    counts = count_windows(prep, options, rows, with_matrix, progress)
+    return finish(prep.regions, prep.bam, prep.status, counts, options, with_matrix)
 
 
 def _matrix_frame(regions, status, values, valid, options, factor) -> pd.DataFrame:
