@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -30,10 +31,15 @@ def map_local(func: Callable[[Any], Any], items: Sequence[Any], processes: int,
                 bar.update()
             return
         ctx = mp.get_context("fork")
-        with ctx.Pool(min(processes, len(items))) as pool:
+        with ctx.Pool(min(processes, len(items)), initializer=_default_signals) as pool:
             for result in pool.imap(func, items, chunksize=1):
                 yield result
                 bar.update()
+
+
+def _default_signals() -> None:
+    """Pool workers die on SIGTERM (the parent may have a handler that raises)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def starmap_local(func: Callable[..., Any], items: Iterable[Any], *args: Any,

@@ -26,6 +26,7 @@ STATUS_OK = "ok"
 STATUS_CLIPPED = "clipped"               # part of the window lies beyond a chromosome end
 STATUS_OFF = "off_chromosome"            # nothing of the window lies on the chromosome
 STATUS_UNKNOWN = "unknown_chromosome"    # chromosome absent from the BAM header
+STATUS_MISSING = "missing"               # its cluster chunk failed (permissive collect)
 
 
 def _options(options: Options | None, overrides: dict) -> Options:
@@ -348,42 +349,66 @@ def density(regions, bams: str | os.PathLike | Sequence[str | os.PathLike],
     plus ``<label>_library_size`` (reads passing the filters, used for CPM/RPKM).
     """
     options = _options(options, overrides)
-    bams = [bams] if isinstance(bams, (str, os.PathLike)) else list(bams)
-    labels = list(labels) if labels is not None else [_stem(b) for b in bams]
+    regs, opened, labels = density_inputs(regions, bams, labels)
+    sizes = starmap_local(library_size, opened, options.read_rules(),
+                          processes=options.n_processes)
+    counts = [density_counts(regs, bam, options, progress=progress, label=label)
+              for bam, label in zip(opened, labels, strict=True)]
+    return density_table(regs, opened, labels, counts, sizes, options)
+
+
+def density_inputs(regions, bams, labels=None) -> tuple[pd.DataFrame, list[Bam], list[str]]:
+    """Read the regions, check the BAMs and settle the sample labels."""
+    bams = [bams] if isinstance(bams, (str, os.PathLike, Bam)) else list(bams)
+    labels = list(labels) if labels is not None else [_stem(getattr(b, "path", b))
+                                                      for b in bams]
     if len(labels) != len(bams):
         raise BamcoverError(f"{len(labels)} labels for {len(bams)} BAM files")
     if len(set(labels)) != len(labels):
         raise BamcoverError(f"duplicate sample labels {labels}; give distinct --labels")
     regs = regions if isinstance(regions, pd.DataFrame) and "line" in regions \
         else read_regions(regions)
-    opened = [b if isinstance(b, Bam) else open_bam(b) for b in bams]
-    sizes = starmap_local(library_size, opened, options.read_rules(),
-                          processes=options.n_processes)
-    out = regs[["chrom", "start", "end", "name", "strand"]].copy()
+    return regs, [b if isinstance(b, Bam) else open_bam(b) for b in bams], labels
+
+
+def density_counts(regs: pd.DataFrame, bam: Bam, options: Options,
+                   rows: np.ndarray | None = None, progress: bool = False, label: str = ""
+                   ) -> np.ndarray:
+    """Reads overlapping each region (regions × channels); NaN where not counted (unknown
+    chromosome, or not in ``rows``)."""
     chroms = regs["chrom"].to_numpy()
     starts, ends = regs["start"].to_numpy(np.int64), regs["end"].to_numpy(np.int64)
     minus = regs["strand"].to_numpy() == "-"
+    use = np.flatnonzero(_status(chroms, starts, ends, bam) != STATUS_UNKNOWN)
+    if rows is not None:
+        use = np.intersect1d(use, rows)
+    chunks = make_chunks(bam, chroms[use], starts[use], ends[use], np.zeros(len(use), bool),
+                         minus[use], use, max(1, options.chunk_bases))
+    counts = np.full((len(regs), len(options.channels)), np.nan)
+    work = functools.partial(region_counts, options=options)
+    for part in map_local(work, chunks, options.n_processes, progress, label or "regions"):
+        counts[part.rows] = part.counts
+    return counts
+
+
+def density_table(regs: pd.DataFrame, opened: Sequence[Bam], labels: Sequence[str],
+                  counts: Sequence[np.ndarray], sizes: Sequence[int], options: Options,
+                  missing: np.ndarray | None = None) -> pd.DataFrame:
+    """Assemble counts, CPM and RPKM per sample; ``missing`` rows get status 'missing'."""
+    out = regs[["chrom", "start", "end", "name", "strand"]].copy()
+    starts, ends = regs["start"].to_numpy(np.int64), regs["end"].to_numpy(np.int64)
     length = (ends - starts).astype(np.float64)
-    for bam, label, size in zip(opened, labels, sizes, strict=True):
-        status = _status(chroms, starts, ends, bam)
-        use = np.flatnonzero(status != STATUS_UNKNOWN)
-        chunks = make_chunks(bam, chroms[use], starts[use], ends[use],
-                             np.zeros(len(use), bool), minus[use], use,
-                             max(1, options.chunk_bases))
-        counts = np.full((len(regs), len(options.channels)), np.nan)
-        work = functools.partial(region_counts, options=options)
-        for part in map_local(work, chunks, options.n_processes, progress, label):
-            counts[part.rows] = part.counts
-        if len(opened) == 1:
-            out["status"] = status
-        else:
-            out[f"{label}_status"] = status
+    for bam, label, count, size in zip(opened, labels, counts, sizes, strict=True):
+        status = _status(regs["chrom"].to_numpy(), starts, ends, bam)
+        if missing is not None:
+            status[missing] = STATUS_MISSING
+        out["status" if len(opened) == 1 else f"{label}_status"] = status
         for c, channel in enumerate(options.channels):
             stem = label if channel == "total" else f"{label}_{channel}"
-            out[f"{stem}_count"] = counts[:, c]
+            out[f"{stem}_count"] = count[:, c]
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[f"{stem}_cpm"] = counts[:, c] * 1e6 / size if size else np.nan
-                out[f"{stem}_rpkm"] = (counts[:, c] * 1e9 / (size * length) if size
+                out[f"{stem}_cpm"] = count[:, c] * 1e6 / size if size else np.nan
+                out[f"{stem}_rpkm"] = (count[:, c] * 1e9 / (size * length) if size
                                        else np.nan)
         out[f"{label}_library_size"] = size
     return out
