@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 
 import click
 import pandas as pd
 
-from . import __version__
+from . import __version__, cluster
 from .errors import BamcoverError
 from .options import DEFAULT_FLAG_EXCLUDE, TN5_SHIFT, Options
 from .outputs import check_writable, write_table
-from .profiles import STATUS_OFF, STATUS_UNKNOWN, compute, density
+from .profiles import STATUS_MISSING, STATUS_OFF, STATUS_UNKNOWN, compute, density
 from .reads import open_bam
 from .regions import read_regions
+from .tasks import DEFAULT_WORKDIR, SlurmExecutor, find, list_tasks
 
 log = logging.getLogger("bamcover")
 
@@ -72,6 +74,37 @@ def read_options(func):
     return func
 
 
+def slurm_options(func):
+    """Options that send the work to Slurm as one job array."""
+    opts = [
+        click.option("--slurm", is_flag=True,
+                     help="Run as a Slurm job array (see 'bamcover tasks', 'status', 'collect')."),
+        click.option("--jobs", type=click.IntRange(1), default=4, show_default=True,
+                     help="Chunks of regions, one array task each."),
+        click.option("--cpus-per-job", type=click.IntRange(1), default=1, show_default=True,
+                     help="CPUs per array task; its process pool uses them all."),
+        click.option("--partition", default=None),
+        click.option("--time", "time_limit", default=None, help="Time limit per array task."),
+        click.option("--mem", default=None, help="Memory per array task (e.g. 4G)."),
+        click.option("--account", default=None),
+        click.option("--sbatch-arg", multiple=True,
+                     help="Extra sbatch argument, verbatim (repeatable)."),
+        click.option("--workdir", default=DEFAULT_WORKDIR, show_default=True,
+                     help="Where task directories are kept."),
+        click.option("--no-wait", is_flag=True,
+                     help="Submit, print the task id and path, and return."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def _executor(kw: dict) -> SlurmExecutor:
+    return SlurmExecutor(cpus_per_job=kw.pop("cpus_per_job"), partition=kw.pop("partition"),
+                         time=kw.pop("time_limit"), mem=kw.pop("mem"),
+                         account=kw.pop("account"), sbatch_args=list(kw.pop("sbatch_arg")))
+
+
 def _options(kw: dict, **extra) -> Options:
     shift, shift_rev = kw.pop("shift"), kw.pop("shift_reverse")
     if kw.pop("tn5"):
@@ -123,7 +156,7 @@ class _StderrHandler(logging.Handler):
         click.echo(f"bamcover: {record.getMessage()}", err=True)
 
 
-def _summarise(status: pd.Series, regions: pd.DataFrame, bam, quiet: bool) -> None:
+def _summarise(status: pd.Series, regions: pd.DataFrame, bam) -> None:
     """One stderr line per kind of region that could not be computed."""
     unknown = status == STATUS_UNKNOWN
     if unknown.any():
@@ -166,11 +199,13 @@ def matrix_table(mat: pd.DataFrame) -> pd.DataFrame:
 @click.option("--normalize", type=click.Choice(["none", "cpm"]), default="none",
               show_default=True)
 @read_options
+@slurm_options
 @handle_errors
 def profile(regions, bam, output, matrix_path, reference_point, upstream, downstream,
-            bin_size, no_orient, normalize, quiet, **kw):
+            bin_size, no_orient, normalize, quiet, slurm, jobs, workdir, no_wait, **kw):
     """Coverage around each region of REGIONS (BED/narrowPeak) in BAM: the average profile,
     and with --matrix the per-region matrix."""
+    executor = _executor(kw)
     options = _options(kw, reference_point=reference_point, upstream=upstream,
                        downstream=downstream, bin_size=bin_size, orient=not no_orient,
                        normalize=normalize)
@@ -181,14 +216,57 @@ def profile(regions, bam, output, matrix_path, reference_point, upstream, downst
         log.setLevel(logging.WARNING)
     regs = read_regions(regions)
     bam_ = open_bam(bam)
+    if slurm:
+        outputs = {"output": _abs(output), "matrix": _abs(matrix_path)}
+        task = cluster.submit_profile(regs, bam_, options, executor=executor, jobs=jobs,
+                                      with_matrix=matrix_path is not None, workdir=workdir,
+                                      outputs=outputs)
+        _finish_task(task, no_wait, quiet, permissive=False, outputs=outputs)
+        return
     result = compute(regs, bam_, options, with_matrix=matrix_path is not None,
                      progress=not quiet)
-    _summarise(result.status, regs, bam_, quiet)
+    _write_profile(result, regs, bam_, output, matrix_path)
+
+
+def _abs(path):
+    return None if path is None or path == "-" else os.path.abspath(path)
+
+
+def _write_profile(result, regs, bam_, output, matrix_path) -> None:
+    _summarise(result.status, regs, bam_)
     if result.library_size is not None:
         log.info("library size: %d reads pass the filters in %s", result.library_size, bam_.name)
     if matrix_path:
         write_table(matrix_table(result.matrix), matrix_path)
-    write_table(result.profile, output, index=True)
+    write_table(result.profile, output or "-", index=True)
+
+
+def _finish_task(task, no_wait: bool, quiet: bool, permissive: bool, outputs: dict) -> None:
+    """--no-wait: say where the task is; else wait for it, collect and write outputs."""
+    if no_wait:
+        click.echo(f"{task.id}\t{task.path}")
+        log.info("submitted task %s (%d chunks); 'bamcover status %s' follows it",
+                 task.id, task.n_chunks, task.path)
+        return
+    task.wait(progress=not quiet)
+    _collect_and_write(task, permissive, outputs)
+
+
+def _collect_and_write(task, permissive: bool, outputs: dict) -> None:
+    result = cluster.collect(task, permissive=permissive)
+    meta = task.manifest["meta"]
+    regs = pd.read_parquet(task.path / cluster.REGIONS_FILE)
+    if meta["kind"] == "density":
+        write_table(result, outputs.get("output") or "-")
+        status = result.filter(regex="status$").iloc[:, 0]
+    else:
+        _write_profile(result, regs, open_bam(meta["bam"]), outputs.get("output"),
+                       outputs.get("matrix"))
+        status = result.status
+    missing = int((status == STATUS_MISSING).sum())
+    if missing:
+        log.warning("%d regions are missing (status 'missing'): their chunks have no result",
+                    missing)
 
 
 @main.command(name="density")
@@ -198,9 +276,11 @@ def profile(regions, bam, output, matrix_path, reference_point, upstream, downst
               help="Table (.tsv, .csv, .gz, .parquet); '-' is stdout.")
 @click.option("--labels", default=None, help="Comma-separated sample labels [file stems].")
 @read_options
+@slurm_options
 @handle_errors
-def density_cmd(regions, bams, output, labels, quiet, **kw):
+def density_cmd(regions, bams, output, labels, quiet, slurm, jobs, workdir, no_wait, **kw):
     """Reads overlapping each region of REGIONS in each BAM, with CPM and RPKM."""
+    executor = _executor(kw)
     options = _options(kw)
     check_writable(output)
     if quiet:
@@ -208,10 +288,115 @@ def density_cmd(regions, bams, output, labels, quiet, **kw):
     regs = read_regions(regions)
     opened = [open_bam(b) for b in bams]
     names = labels.split(",") if labels else [b.name.removesuffix(".bam") for b in opened]
+    if slurm:
+        outputs = {"output": _abs(output)}
+        task = cluster.submit_density(regs, opened, options, executor=executor, jobs=jobs,
+                                      labels=names, workdir=workdir, outputs=outputs)
+        _finish_task(task, no_wait, quiet, permissive=False, outputs=outputs)
+        return
     table = density(regs, opened, options, progress=not quiet, labels=names)
     for bam_, label in zip(opened, names, strict=False):
-        _summarise(table["status" if len(opened) == 1 else f"{label}_status"], regs, bam_, quiet)
+        _summarise(table["status" if len(opened) == 1 else f"{label}_status"], regs, bam_)
     write_table(table, output)
+
+
+# --- tasks -------------------------------------------------------------------------------
+
+workdir_option = click.option("--workdir", default=DEFAULT_WORKDIR, show_default=True,
+                              help="Where task directories are kept.")
+task_argument = click.argument("task")
+
+
+@main.command(name="tasks")
+@workdir_option
+@handle_errors
+def tasks_cmd(workdir):
+    """List tasks with the number of chunks in each state."""
+    rows = []
+    for task in list_tasks(workdir):
+        counts = task.status()["state"].value_counts()
+        rows.append({"task": task.id, "kind": task.manifest["meta"].get("kind", "function"),
+                     "chunks": task.n_chunks,
+                     "states": " ".join(f"{k}:{v}" for k, v in sorted(counts.items())),
+                     "path": str(task.path)})
+    write_table(pd.DataFrame(rows, columns=["task", "kind", "chunks", "states", "path"]), "-")
+
+
+@main.command()
+@task_argument
+@workdir_option
+@handle_errors
+def status(task, workdir):
+    """Per chunk: state, job id, exit code, elapsed, node, log, and the error or log tail."""
+    write_table(find(task, workdir).status(), "-", index=True)
+
+
+@main.command()
+@task_argument
+@workdir_option
+@click.option("--quiet", "-q", is_flag=True)
+@handle_errors
+def wait(task, workdir, quiet):
+    """Wait until no chunk is pending or running; exit 1 if any chunk has no result."""
+    t = find(task, workdir).wait(progress=not quiet)
+    failed = t.failed()
+    if failed:
+        click.echo(f"bamcover: task {t.id}: {len(failed)} chunks without a result; "
+                   f"see 'bamcover status {t.id}'", err=True)
+        sys.exit(1)
+
+
+@main.command(name="collect")
+@task_argument
+@workdir_option
+@click.option("--output", "-o", default=None, help="Instead of the path given at submission.")
+@click.option("--matrix", "matrix_path", default=None,
+              help="Instead of the matrix path given at submission.")
+@click.option("--permissive", is_flag=True,
+              help="Collect an incomplete task; missing regions get status 'missing'.")
+@handle_errors
+def collect_cmd(task, workdir, output, matrix_path, permissive):
+    """Reduce a finished task into the outputs a local run writes."""
+    t = find(task, workdir)
+    outputs = dict(t.manifest["meta"].get("outputs", {}))
+    if output:
+        outputs["output"] = output
+    if matrix_path:
+        if not t.manifest["meta"].get("with_matrix"):
+            raise BamcoverError(f"task {t.id} was submitted without --matrix")
+        outputs["matrix"] = matrix_path
+    for path in outputs.values():
+        check_writable(path)
+    _collect_and_write(t, permissive, outputs)
+
+
+@main.command()
+@task_argument
+@workdir_option
+@handle_errors
+def cancel(task, workdir):
+    """Cancel every chunk still queued or running."""
+    find(task, workdir).cancel()
+
+
+@main.command()
+@task_argument
+@workdir_option
+@handle_errors
+def resubmit(task, workdir):
+    """Submit again only the failed, cancelled, timed-out or lost chunks."""
+    t = find(task, workdir)
+    again = t.resubmit()
+    log.info("task %s: resubmitted %d chunks %s", t.id, len(again), again)
+
+
+@main.command()
+@task_argument
+@workdir_option
+@handle_errors
+def clean(task, workdir):
+    """Cancel what still runs and delete the task directory."""
+    find(task, workdir).clean()
 
 
 if __name__ == "__main__":  # pragma: no cover

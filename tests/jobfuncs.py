@@ -33,9 +33,26 @@ def crash(x: int) -> np.ndarray:
     return np.array([x])
 
 
-def stamp(path: str) -> int:
-    """Records the pid, for checking that no process outlives a cancelled job."""
-    with open(path, "a") as fh:
-        fh.write(f"{os.getpid()}\n")
+def _sleep_and_record(args: tuple[str, int]) -> int:
+    path, i = args
+    with open(f"{path}.{i}", "w") as fh:
+        fh.write(str(os.getpid()))
     time.sleep(120)
-    return 0
+    return i
+
+
+def pool_sleep(path: str) -> np.ndarray:
+    """A job whose work sits in a bamcover process pool (for SIGTERM clean-up tests)."""
+    from bamcover.executors import map_local
+
+    with open(path, "w") as fh:
+        fh.write(str(os.getpid()))
+    return np.array(list(map_local(_sleep_and_record, [(path, 0), (path, 1)], 2)))
+
+
+def slow_once(x: int, flag: str) -> np.ndarray:
+    """Slow on the first attempt (so it can be cancelled mid-run), quick afterwards."""
+    if not os.path.exists(flag):
+        open(flag, "w").close()
+        time.sleep(120)
+    return np.array([x])
