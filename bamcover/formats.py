@@ -1,0 +1,835 @@
+"""Tables in and out: tidy profiles and matrices, deepTools matrices, CDT, and ``load``.
+
+The data model shared by the API, the plots and the files:
+
+* **tidy profile**: one row per sample × group × channel × offset, columns ``sample, group,
+  channel, offset, mean, median, std, sem, n`` (statistics over regions of the per-bin values;
+  ``offset`` is the bin's first offset).
+* **matrix**: bamcover's per-region matrix (index levels ``region, chrom, start, end, name,
+  strand, status, channel``; one column per bin, labelled by its first offset; values are the
+  bin's *sum* of per-base coverage). Several samples and region groups are a dict
+  ``{(sample, group): matrix}``.
+
+Optional ``DataFrame.attrs``: ``units`` (``"reads"``, ``"CPM"``, or ``"signal"`` when the
+unit is unknown, e.g. a deepTools matrix from a bigWig) and ``reference_point``. They are kept
+in parquet files and in the deepTools matrix header; TSV files lose them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .errors import BamcoverError
+from .outputs import atomic_path
+
+Matrices = dict[tuple[str, str], pd.DataFrame]
+PathLike = str | os.PathLike
+
+PROFILE_COLUMNS = ["sample", "group", "channel", "offset", "mean", "median", "std", "sem", "n"]
+MATRIX_INDEX = ["region", "chrom", "start", "end", "name", "strand", "status", "channel"]
+MATRIX_FILE_COLUMNS = ["chrom", "start", "end", "name", "strand", "channel", "status"]
+TIDY_MATRIX_COLUMNS = ["sample", "group", "region", "chrom", "start", "end", "name", "strand",
+                       "status", "channel", "offset", "value"]
+STATS = ("mean", "median", "std", "sem", "n")
+MISSING_STATUS = ("off_chromosome", "unknown_chromosome")
+#: bamcover reference points → deepTools' ``ref point`` (deepTools only knows TSS/TES/center)
+DEEPTOOLS_REF_POINT = {"start": "TSS", "end": "TES", "center": "center", "summit": "center",
+                       "TSS": "TSS", "TES": "TES"}
+_DEFAULT_GROUP = "regions"
+
+
+# ----------------------------------------------------------------------------------------
+# small helpers
+
+
+def units_of(df: pd.DataFrame | None) -> str | None:
+    """The unit a table's values are in, from its attrs: ``"reads"``, ``"CPM"``,
+    ``"signal"`` (unknown), or None when the attrs do not say."""
+    if df is None:
+        return None
+    attrs = df.attrs
+    if attrs.get("units"):
+        return str(attrs["units"])
+    normalize = attrs.get("normalize")
+    if normalize == "cpm":
+        return "CPM"
+    if normalize == "none":
+        return "reads"
+    return None
+
+
+def bin_size_of(offsets) -> int:
+    """Bin size from sorted bin labels (their first offsets); 1 for a single bin."""
+    offsets = np.unique(np.asarray(offsets, dtype=np.int64))
+    if offsets.size < 2:
+        return 1
+    steps = np.unique(np.diff(offsets))
+    if steps.size != 1:
+        raise BamcoverError(f"bin offsets are not evenly spaced (steps {steps.tolist()})")
+    return int(steps[0])
+
+
+def _stem(path: PathLike) -> str:
+    name = Path(path).name
+    for suffix in (".gz", ".parquet", ".tsv", ".csv", ".txt", ".tab", ".mat"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _ordered_unique(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+@dataclass
+class Cube:
+    """One matrix as arrays: ``values[region, channel, bin]`` plus the region table."""
+
+    regions: pd.DataFrame          # chrom, start, end, name, strand, status (one row per region)
+    channels: list[str]
+    offsets: np.ndarray            # bin labels (first offset of each bin)
+    values: np.ndarray             # float64, shape (regions, channels, bins)
+
+    @property
+    def bin_size(self) -> int:
+        return bin_size_of(self.offsets)
+
+
+def cube(matrix: pd.DataFrame) -> Cube:
+    """Split a bamcover matrix (index levels ``region … channel``) into arrays."""
+    index = matrix.index
+    names = list(index.names)
+    missing = [n for n in ("chrom", "start", "end", "channel") if n not in names]
+    if missing:
+        raise BamcoverError(f"not a bamcover matrix: index levels {missing} missing "
+                            f"(expected {MATRIX_INDEX})")
+    chan = index.get_level_values("channel").astype(str)
+    channels = _ordered_unique(chan)
+    ch_code = pd.Index(channels).get_indexer(chan)
+    if "region" in names:
+        reg_code, _ = pd.factorize(index.get_level_values("region"), sort=False)
+    else:
+        reg_code = np.arange(len(matrix)) // len(channels)
+    nreg = int(reg_code.max()) + 1 if len(reg_code) else 0
+    offsets = np.asarray(matrix.columns, dtype=np.int64)
+    values = np.full((nreg, len(channels), len(offsets)), np.nan)
+    values[reg_code, ch_code] = matrix.to_numpy(dtype=np.float64)
+    first = np.unique(reg_code, return_index=True)[1]
+    flat = index.to_frame(index=False).iloc[first]
+    regions = pd.DataFrame({
+        "chrom": flat["chrom"].astype(str).to_numpy(),
+        "start": flat["start"].astype(np.int64).to_numpy(),
+        "end": flat["end"].astype(np.int64).to_numpy(),
+        "name": flat["name"].astype(str).to_numpy() if "name" in flat else ".",
+        "strand": flat["strand"].astype(str).to_numpy() if "strand" in flat else ".",
+        "status": flat["status"].astype(str).to_numpy() if "status" in flat else "ok",
+    })
+    return Cube(regions, channels, offsets, values)
+
+
+def matrix_from_cube(regions: pd.DataFrame, channels: list[str], offsets, values: np.ndarray,
+                     attrs: Mapping | None = None) -> pd.DataFrame:
+    """The inverse of :func:`cube`: a matrix in bamcover's layout (rows region × channel)."""
+    nreg, nch = len(regions), len(channels)
+    rep = np.repeat(np.arange(nreg), nch)
+    status = regions["status"].to_numpy() if "status" in regions else np.full(nreg, "ok")
+    index = pd.MultiIndex.from_arrays([
+        rep,
+        regions["chrom"].to_numpy()[rep],
+        regions["start"].to_numpy()[rep],
+        regions["end"].to_numpy()[rep],
+        regions["name"].to_numpy()[rep],
+        regions["strand"].to_numpy()[rep],
+        status[rep],
+        np.tile(np.array(channels, dtype=object), nreg),
+    ], names=MATRIX_INDEX)
+    out = pd.DataFrame(np.asarray(values, dtype=np.float64).reshape(nreg * nch, -1),
+                       index=index,
+                       columns=pd.Index([int(o) for o in offsets], name="offset"))
+    out.attrs.update(dict(attrs or {}))
+    return out
+
+
+def as_matrices(data, sample: str = "sample", group: str = _DEFAULT_GROUP) -> Matrices:
+    """A matrix or a dict of them as ``{(sample, group): matrix}``."""
+    if isinstance(data, pd.DataFrame):
+        return {(sample, group): data}
+    if isinstance(data, Mapping):
+        out = {}
+        for key, mat in data.items():
+            key = key if isinstance(key, tuple) else (str(key), group)
+            if len(key) != 2:
+                raise BamcoverError(f"matrix keys must be (sample, group), not {key!r}")
+            out[(str(key[0]), str(key[1]))] = mat
+        return out
+    raise BamcoverError(f"expected a matrix DataFrame or a dict of them, not {type(data)}")
+
+
+# ----------------------------------------------------------------------------------------
+# profiles
+
+
+def tidy_profile(wide: pd.DataFrame, sample: str = "sample",
+                 group: str = _DEFAULT_GROUP) -> pd.DataFrame:
+    """Convert the wide profile of :func:`bamcover.profile` (index ``offset``; columns
+    ``<channel>_mean``, ``_median``, ``_std``, ``_sem``, ``_n``) to the tidy table.
+
+    Returns
+    -------
+    DataFrame with columns ``sample, group, channel, offset, mean, median, std, sem, n``, one
+    row per channel × offset (channels in column order). ``attrs`` are kept, plus ``units``
+    (``"CPM"`` when the profile was normalised, else ``"reads"``).
+    """
+    if "offset" in wide.columns:
+        wide = wide.set_index("offset")
+    channels = _ordered_unique(c.rsplit("_", 1)[0] for c in wide.columns
+                               if "_" in str(c) and str(c).rsplit("_", 1)[1] in STATS)
+    if not channels:
+        raise BamcoverError("not a bamcover profile: no <channel>_mean columns")
+    offsets = np.asarray(wide.index, dtype=np.int64)
+    parts = []
+    for ch in channels:
+        part = pd.DataFrame({"sample": sample, "group": group, "channel": ch,
+                             "offset": offsets})
+        for stat in STATS:
+            col = f"{ch}_{stat}"
+            if col not in wide:
+                raise BamcoverError(f"not a bamcover profile: column {col} missing")
+            part[stat] = wide[col].to_numpy()
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out["n"] = out["n"].astype(np.int64)
+    out.attrs.update(wide.attrs)
+    out.attrs["units"] = units_of(wide) or "reads"
+    return out
+
+
+def profile_from_matrices(matrices, sample: str = "sample",
+                          group: str = _DEFAULT_GROUP) -> pd.DataFrame:
+    """The tidy profile of one or several matrices: per sample × group × channel × bin the
+    mean, median, std (ddof = 1), sem and n over the regions with a value (NaN skipped), as
+    :func:`bamcover.profile` computes them."""
+    matrices = as_matrices(matrices, sample, group)
+    parts = []
+    units = None
+    for (smp, grp), mat in matrices.items():
+        c = cube(mat)
+        units = units or units_of(mat)
+        for k, ch in enumerate(c.channels):
+            v = c.values[:, k, :]
+            n = np.sum(~np.isnan(v), axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                total = np.nansum(v, axis=0)
+                mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+                dev = np.where(np.isnan(v), 0.0, v - mean)
+                var = np.where(n > 1, np.sum(dev * dev, axis=0) / np.maximum(n - 1, 1), np.nan)
+                std = np.sqrt(var)
+                sem = std / np.sqrt(n)
+            median = _nanmedian(v)
+            parts.append(pd.DataFrame({
+                "sample": smp, "group": grp, "channel": ch, "offset": c.offsets,
+                "mean": mean, "median": median, "std": std, "sem": sem,
+                "n": n.astype(np.int64)}))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PROFILE_COLUMNS)
+    out.attrs["units"] = units or "reads"
+    return out
+
+
+def _nanmedian(v: np.ndarray) -> np.ndarray:
+    out = np.full(v.shape[1], np.nan)
+    some = ~np.all(np.isnan(v), axis=0)
+    if some.any():
+        out[some] = np.nanmedian(v[:, some], axis=0)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# matrix files written by `bamcover profile --matrix`
+
+
+def matrix_from_table(flat: pd.DataFrame) -> pd.DataFrame:
+    """A matrix file's table (``chrom start end name strand channel status`` then one column
+    per bin headed by its offset) back in bamcover's matrix layout."""
+    missing = [c for c in MATRIX_FILE_COLUMNS if c not in flat.columns]
+    if missing:
+        raise BamcoverError(f"not a bamcover matrix table: columns {missing} missing")
+    bins = [c for c in flat.columns if c not in MATRIX_FILE_COLUMNS]
+    try:
+        offsets = [int(str(c)) for c in bins]
+    except ValueError:
+        raise BamcoverError(f"not a bamcover matrix table: bin headers {bins[:3]}… are not "
+                            "integer offsets") from None
+    chan = flat["channel"].astype(str).to_numpy()
+    channels = _ordered_unique(chan)
+    nch = len(channels)
+    if len(flat) % nch == 0 and (chan == np.tile(np.array(channels, dtype=object),
+                                                   len(flat) // nch)).all():
+        region = np.arange(len(flat)) // nch
+    else:
+        key = flat[["chrom", "start", "end", "name", "strand"]].astype(str).agg("\t".join, axis=1)
+        region, _ = pd.factorize(key, sort=False)
+    index = pd.MultiIndex.from_arrays([
+        region,
+        flat["chrom"].astype(str).to_numpy(),
+        flat["start"].astype(np.int64).to_numpy(),
+        flat["end"].astype(np.int64).to_numpy(),
+        flat["name"].astype(str).to_numpy(),
+        flat["strand"].astype(str).to_numpy(),
+        flat["status"].astype(str).to_numpy(),
+        chan.astype(object),
+    ], names=MATRIX_INDEX)
+    out = pd.DataFrame(flat[bins].to_numpy(dtype=np.float64), index=index,
+                       columns=pd.Index(offsets, name="offset"))
+    out.attrs.update(flat.attrs)
+    return out
+
+
+def matrix_table(matrix: pd.DataFrame) -> pd.DataFrame:
+    """bamcover's matrix as its file table (the layout ``bamcover profile --matrix``
+    writes)."""
+    flat = matrix.reset_index()
+    out = flat[[*MATRIX_FILE_COLUMNS, *matrix.columns]].rename(columns=str)
+    out.attrs.update(matrix.attrs)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# tidy (long) matrices
+
+
+def tidy_matrix(matrices, sample: str = "sample", group: str = _DEFAULT_GROUP) -> pd.DataFrame:
+    """One row per region × sample × channel × bin: ``sample, group, region, chrom, start,
+    end, name, strand, status, channel, offset, value`` (``value`` as stored in the matrix:
+    the bin's sum of per-base coverage). Write it with
+    :func:`bamcover.outputs.write_table` (TSV or parquet)."""
+    matrices = as_matrices(matrices, sample, group)
+    parts = []
+    for (smp, grp), mat in matrices.items():
+        c = cube(mat)
+        nreg, nch, nb = c.values.shape
+        r = np.repeat(np.arange(nreg), nch * nb)
+        parts.append(pd.DataFrame({
+            "sample": smp,
+            "group": grp,
+            "region": r,
+            "chrom": c.regions["chrom"].to_numpy()[r],
+            "start": c.regions["start"].to_numpy()[r],
+            "end": c.regions["end"].to_numpy()[r],
+            "name": c.regions["name"].to_numpy()[r],
+            "strand": c.regions["strand"].to_numpy()[r],
+            "status": c.regions["status"].to_numpy()[r],
+            "channel": np.tile(np.repeat(np.array(c.channels, dtype=object), nb), nreg),
+            "offset": np.tile(c.offsets, nreg * nch),
+            "value": c.values.reshape(-1),
+        }))
+    out = (pd.concat(parts, ignore_index=True) if parts
+           else pd.DataFrame(columns=TIDY_MATRIX_COLUMNS))
+    units = _first_units(matrices.values())
+    if units:
+        out.attrs["units"] = units
+    return out
+
+
+def matrices_from_tidy(long: pd.DataFrame) -> Matrices:
+    """The inverse of :func:`tidy_matrix`."""
+    missing = [c for c in TIDY_MATRIX_COLUMNS if c not in long.columns]
+    if missing:
+        raise BamcoverError(f"not a tidy matrix table: columns {missing} missing")
+    out: Matrices = {}
+    for (smp, grp), part in long.groupby(["sample", "group"], sort=False):
+        offsets = np.sort(part["offset"].unique())
+        channels = _ordered_unique(part["channel"].astype(str))
+        reg_code, reg_keys = pd.factorize(part["region"], sort=False)
+        first = np.unique(reg_code, return_index=True)[1]
+        regions = part.iloc[first][["chrom", "start", "end", "name", "strand", "status"]]
+        regions = regions.reset_index(drop=True).astype({"chrom": str, "name": str,
+                                                         "strand": str, "status": str})
+        values = np.full((len(reg_keys), len(channels), len(offsets)), np.nan)
+        values[reg_code, pd.Index(channels).get_indexer(part["channel"].astype(str)),
+               np.searchsorted(offsets, part["offset"].to_numpy())] = part["value"].to_numpy()
+        out[(str(smp), str(grp))] = matrix_from_cube(regions, channels, offsets, values,
+                                                     long.attrs)
+    return out
+
+
+def _first_units(frames) -> str | None:
+    for f in frames:
+        u = units_of(f)
+        if u:
+            return u
+    return None
+
+
+def _write_rows(fh, columns: dict[str, np.ndarray], *, nan_as_empty: bool,
+                chunk: int = 20_000) -> None:
+    """Write equal-length columns as tab-separated lines (no header) to a binary handle.
+
+    Floats are written in their shortest round-trip form (``0.1``, ``2``, ``1e-07``), NaN as
+    ``nan`` or, with ``nan_as_empty``, as an empty cell. pyarrow's C++ writer does the work
+    (about ten times faster than pandas); text that would need quoting falls back to pandas.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    n = len(next(iter(columns.values()))) if columns else 0
+    options = pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
+    for start in range(0, n, chunk):
+        part = {k: v[start:start + chunk] for k, v in columns.items()}
+        try:
+            table = pa.table({k: pa.array(v, from_pandas=nan_as_empty) for k, v in part.items()})
+            sink = pa.BufferOutputStream()
+            pacsv.write_csv(table, sink, options)
+            fh.write(sink.getvalue().to_pybytes())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            frame = pd.DataFrame(part)
+            fh.write(frame.to_csv(sep="\t", header=False, index=False, lineterminator="\n",
+                                  na_rep="" if nan_as_empty else "nan").encode())
+
+
+# ----------------------------------------------------------------------------------------
+# deepTools computeMatrix format
+
+
+def aligned_cubes(matrices: Matrices) -> tuple[list[str], list[str], dict[tuple[str, str], Cube]]:
+    """Samples, groups and the :class:`Cube` of every (sample, group), checking that every
+    sample has every group over the same regions (chrom, start, end) and bins."""
+    samples = _ordered_unique(s for s, _ in matrices)
+    groups = _ordered_unique(g for _, g in matrices)
+    cubes = {}
+    for s in samples:
+        for g in groups:
+            if (s, g) not in matrices:
+                raise BamcoverError(f"sample {s!r} has no matrix for group {g!r}; every sample "
+                                    "needs every group")
+            cubes[(s, g)] = cube(matrices[(s, g)])
+    ref = cubes[(samples[0], groups[0])]
+    for (s, g), c in cubes.items():
+        first = cubes[(samples[0], g)]
+        if not np.array_equal(c.offsets, ref.offsets):
+            raise BamcoverError(f"sample {s!r}, group {g!r}: bins differ from those of "
+                                f"{samples[0]!r}; all matrices need the same window and bins")
+        same = (len(c.regions) == len(first.regions)
+                and (c.regions[["chrom", "start", "end"]].to_numpy()
+                     == first.regions[["chrom", "start", "end"]].to_numpy()).all())
+        if not same:
+            raise BamcoverError(f"group {g!r}: samples {samples[0]!r} and {s!r} have different "
+                                "regions; compute every sample over the same region file")
+    return samples, groups, cubes
+
+
+def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = None,
+                           downstream: int | None = None, bin_size: int | None = None,
+                           reference_point: str = "center", units: str | None = None,
+                           drop_missing: bool = True, sort_regions: str = "keep",
+                           proc_number: int = 1) -> None:
+    """Write matrices in deepTools' ``computeMatrix reference-point`` format, so that
+    ``plotHeatmap -m`` and ``plotProfile -m`` (and ``computeMatrixOperations``) read them.
+
+    The file (gzipped, written atomically) is what ``heatmapper.save_matrix`` writes: a line
+    ``@`` + JSON header (``upstream``, ``downstream``, ``body``, ``bin size``, ``ref point``,
+    ``unscaled 5 prime``, ``unscaled 3 prime`` as per-sample lists; ``verbose``, ``bin avg
+    type``, ``missing data as zero``, ``min threshold``, ``max threshold``, ``scale``, ``skip
+    zeros``, ``nan after end``, ``proc number``, ``sort regions``, ``sort using``;
+    ``group_labels``, ``group_boundaries``, ``sample_labels``, ``sample_boundaries``), then
+    one line per region: BED6 (``chrom start end name score strand``, score ``.``) and the
+    values of every sample side by side; groups are stacked in dict order. A ``bamcover`` key
+    in the header (ignored by deepTools) records samples, channels, units and the reference
+    point so that :func:`read_deeptools_matrix` restores them.
+
+    **Values.** bamcover bins hold the *sum* of per-base coverage over the bin; deepTools'
+    bins hold the *mean* (``bin avg type: mean``). The export divides by the bin size, so
+    deepTools sees per-base mean coverage exactly as its own ``computeMatrix`` on a
+    1-bp-resolution coverage bigWig would give (``bamCoverage --binSize 1``). NaN (bins beyond
+    a chromosome end) is written as ``nan``, which deepTools masks.
+
+    Parameters
+    ----------
+    matrices
+        ``{(sample, group): matrix}`` (or one matrix). Every sample needs every group, over
+        the same regions and bins. A strand-wise matrix becomes two deepTools samples,
+        ``"<sample> sense"`` and ``"<sample> antisense"``.
+    upstream, downstream, bin_size
+        Default: from the bins (offsets ``-upstream … downstream-1``); if given they must agree.
+    reference_point
+        bamcover's (``start``, ``end``, ``center``, ``summit``) or deepTools' name; deepTools
+        only knows ``TSS``, ``TES`` and ``center``, so ``start`` → ``TSS``, ``end`` → ``TES``,
+        ``summit`` → ``center`` (pass ``--refPointLabel summit`` to deepTools for the label).
+    units
+        ``"reads"``/``"CPM"`` recorded for bamcover; default from the matrices' attrs.
+    drop_missing
+        Leave out regions no sample has data for (status ``off_chromosome`` or
+        ``unknown_chromosome`` in every sample), as ``computeMatrix`` skips regions it finds
+        no score for.
+    sort_regions
+        ``sort regions`` header entry: ``keep`` (rows as written) tells deepTools tools that
+        the matrix is unsorted.
+    """
+    matrices = as_matrices(matrices)
+    if reference_point not in DEEPTOOLS_REF_POINT:
+        raise BamcoverError(f"reference point {reference_point!r}: expected one of "
+                            f"{sorted(DEEPTOOLS_REF_POINT)}")
+    samples, groups, cubes = aligned_cubes(matrices)
+    offsets = cubes[(samples[0], groups[0])].offsets
+    size = bin_size_of(offsets)
+    up, down = int(-offsets[0]), int(offsets[-1] + size)
+    for name, given, actual in (("upstream", upstream, up), ("downstream", downstream, down),
+                                ("bin_size", bin_size, size)):
+        if given is not None and int(given) != actual:
+            raise BamcoverError(f"{name}={given} but the matrices' bins give {actual}")
+    if up < 0 or down < 0:
+        raise BamcoverError(f"bins {offsets[0]}…{offsets[-1]} do not contain offset 0; "
+                            "deepTools needs upstream ≥ 0 and downstream ≥ 0")
+    columns = [(s, ch) for s in samples for ch in cubes[(s, groups[0])].channels]
+    labels = [s if ch == "total" else f"{s} {ch}" for s, ch in columns]
+    if len(set(labels)) != len(labels):
+        raise BamcoverError(f"duplicate deepTools sample labels {labels}")
+    nb, ns = len(offsets), len(columns)
+
+    blocks, bounds = [], [0]
+    for g in groups:
+        first = cubes[(samples[0], g)]
+        vals = np.concatenate([cubes[(s, g)].values.reshape(len(first.regions), -1)
+                               for s in samples], axis=1) / size
+        keep = np.ones(len(first.regions), dtype=bool)
+        if drop_missing:
+            missing = np.ones(len(first.regions), dtype=bool)
+            for s in samples:
+                missing &= cubes[(s, g)].regions["status"].isin(MISSING_STATUS).to_numpy()
+            keep = ~missing
+        blocks.append((first.regions[keep], vals[keep]))
+        bounds.append(bounds[-1] + int(keep.sum()))
+    kept = [g for g, (regs, _) in zip(groups, blocks, strict=True) if len(regs)]
+    if not kept:
+        raise BamcoverError("no region has data in any sample; nothing to write")
+    if len(kept) < len(groups):
+        blocks = [b for b in blocks if len(b[0])]
+        bounds = [0, *np.cumsum([len(b[0]) for b in blocks]).tolist()]
+
+    ref = DEEPTOOLS_REF_POINT[reference_point]
+    units = units or _first_units(matrices.values()) or "reads"
+    header = {
+        "upstream": [up] * ns,
+        "downstream": [down] * ns,
+        "body": [0] * ns,
+        "bin size": [size] * ns,
+        "ref point": [ref] * ns,
+        "verbose": False,
+        "bin avg type": "mean",
+        "missing data as zero": False,
+        "min threshold": None,
+        "max threshold": None,
+        "scale": 1,
+        "skip zeros": False,
+        "nan after end": False,
+        "proc number": proc_number,
+        "sort regions": sort_regions,
+        "sort using": "mean",
+        "unscaled 5 prime": [0] * ns,
+        "unscaled 3 prime": [0] * ns,
+        "group_labels": kept,
+        "group_boundaries": bounds,
+        "sample_labels": labels,
+        "sample_boundaries": list(range(0, nb * ns + 1, nb)),
+        "bamcover": {"version": __version__, "columns": [list(c) for c in columns],
+                     "units": units, "reference point": reference_point,
+                     "values": "per-base mean coverage (bin sum / bin size)"},
+    }
+    with atomic_path(path) as tmp, gzip.open(tmp, "wb", compresslevel=6) as fh:
+        fh.write(("@" + json.dumps(header, separators=(",", ":")) + "\n").encode())
+        for regs, vals in blocks:
+            cols = {"chrom": regs["chrom"].to_numpy(dtype=object),
+                    "start": regs["start"].to_numpy(dtype=np.int64),
+                    "end": regs["end"].to_numpy(dtype=np.int64),
+                    "name": regs["name"].to_numpy(dtype=object),
+                    "score": np.full(len(regs), ".", dtype=object),
+                    "strand": regs["strand"].to_numpy(dtype=object)}
+            cols.update({f"v{i}": vals[:, i] for i in range(vals.shape[1])})
+            _write_rows(fh, cols, nan_as_empty=False)
+
+
+def read_deeptools_matrix(path: PathLike) -> tuple[Matrices, dict]:
+    """Read a deepTools ``computeMatrix reference-point`` matrix (``.mat.gz``).
+
+    Returns
+    -------
+    ``(matrices, meta)``: ``{(sample, group): matrix}`` in bamcover's layout (index ``region,
+    chrom, start, end, name, strand, status, channel`` with status ``ok`` and channel
+    ``total`` — or the samples/channels recorded by :func:`write_deeptools_matrix`; one
+    column per bin labelled by its first offset ``-upstream + i × bin size``), and ``meta``,
+    the JSON header (per-sample entries as lists). NaN is kept. deepTools stores per-bin
+    *means*; they are multiplied by the bin size so that the values are bin sums like
+    bamcover's (plots divide by the bin size again, so they show deepTools' numbers).
+    Scaled-region matrices (``computeMatrix scale-regions``) are refused: their bins are not
+    offsets from a reference point.
+    """
+    path = os.fspath(path)
+    try:
+        with gzip.open(path, "rt") as fh:
+            first = fh.readline()
+    except (OSError, EOFError) as exc:
+        raise BamcoverError(f"{path}: not a gzipped deepTools matrix ({exc})") from None
+    if not first.startswith("@"):
+        raise BamcoverError(f"{path}: not a deepTools matrix (no '@' header line)")
+    meta = json.loads(first[1:])
+    samples_labels = list(meta["sample_labels"])
+    ns = len(samples_labels)
+    for key in ("upstream", "downstream", "body", "bin size", "ref point",
+                "unscaled 5 prime", "unscaled 3 prime"):
+        value = meta.get(key, 0)
+        meta[key] = value if isinstance(value, list) else [value] * ns
+    if any(int(b or 0) > 0 for b in meta["body"]) or \
+            any(int(u or 0) > 0 for u in meta["unscaled 5 prime"] + meta["unscaled 3 prime"]):
+        raise BamcoverError(f"{path}: a scale-regions matrix; only reference-point matrices "
+                            "can be read (their bins are offsets from the reference point)")
+    with gzip.open(path, "rt") as fh:
+        fh.readline()
+        ncols = len(fh.readline().rstrip("\n").split("\t"))
+    table = pd.read_csv(path, sep="\t", header=None, skiprows=1, compression="gzip",
+                        dtype={i: str for i in range(6)}, keep_default_na=False,
+                        na_values={i: ["nan", "NaN", "-nan", ""] for i in range(6, ncols)})
+    values = table.iloc[:, 6:].to_numpy(dtype=np.float64)
+    starts = table[1].str.split(",").str[0].astype(np.int64).to_numpy()
+    ends = table[2].str.split(",").str[-1].astype(np.int64).to_numpy()
+    regions = pd.DataFrame({"chrom": table[0].to_numpy(), "start": starts, "end": ends,
+                            "name": table[3].to_numpy(), "strand": table[5].to_numpy(),
+                            "status": "ok"})
+    extra = meta.get("bamcover") or {}
+    columns = extra.get("columns")
+    if not columns or len(columns) != ns:
+        columns = [[label, "total"] for label in samples_labels]
+    units = extra.get("units") or "signal"
+    sb, gb = meta["sample_boundaries"], meta["group_boundaries"]
+    if sb[-1] != values.shape[1] or gb[-1] != len(table):
+        raise BamcoverError(f"{path}: header boundaries {sb[-1]} columns × {gb[-1]} rows do "
+                            f"not match the data ({values.shape[1]} × {len(table)})")
+    out: Matrices = {}
+    for gi, glabel in enumerate(meta["group_labels"]):
+        rows = slice(gb[gi], gb[gi + 1])
+        regs = regions.iloc[rows].reset_index(drop=True)
+        by_sample: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+        for si, (smp, ch) in enumerate(columns):
+            size = int(meta["bin size"][si])
+            block = values[rows, sb[si]:sb[si + 1]] * size
+            offs = -int(meta["upstream"][si]) + size * np.arange(block.shape[1])
+            by_sample.setdefault(str(smp), []).append((str(ch), offs, block))
+        for smp, parts in by_sample.items():
+            offs = parts[0][1]
+            if any(not np.array_equal(p[1], offs) for p in parts):
+                raise BamcoverError(f"{path}: channels of sample {smp!r} have different bins")
+            cubev = np.stack([p[2] for p in parts], axis=1)
+            attrs = {"units": units, "reference_point": extra.get("reference point")
+                     or meta["ref point"][0], "source": "deepTools"}
+            out[(smp, str(glabel))] = matrix_from_cube(regs, [p[0] for p in parts], offs,
+                                                       cubev, attrs)
+    meta["units"] = units
+    return out, meta
+
+
+# ----------------------------------------------------------------------------------------
+# CDT (Cluster 3.0 / Java TreeView)
+
+
+def write_cdt(matrix: pd.DataFrame, path: PathLike, *, channel: str | None = None,
+              per_base: bool = False) -> None:
+    """Write one matrix as a Java TreeView CDT (Cluster 3.0 "clustered data table").
+
+    Layout (tab-separated, written atomically; gzipped when ``path`` ends in ``.gz``)::
+
+        GID      UNIQID  NAME  GWEIGHT  <bin> <bin> …
+        EWEIGHT                          1     1     …
+        GENE0X   <id>    <name>  1      v     v     …
+
+    ``GID`` is ``GENE<i>X`` (0-based row number, as Cluster writes it), ``UNIQID``
+    ``chrom:start-end(strand)``, ``NAME`` the region name; column headers are the bins' first
+    offsets (``<channel>:<offset>`` when several channels are written side by side). Rows keep
+    the matrix order; missing values (NaN) are empty cells. Values are the matrix's bin sums,
+    or per-base means with ``per_base=True``.
+    """
+    c = cube(matrix)
+    channels = [channel] if channel is not None else c.channels
+    if channel is not None and channel not in c.channels:
+        raise BamcoverError(f"channel {channel!r} not in the matrix ({c.channels})")
+    idx = [c.channels.index(ch) for ch in channels]
+    values = c.values[:, idx, :].reshape(len(c.regions), -1)
+    if per_base:
+        values = values / c.bin_size
+    if len(channels) == 1:
+        heads = [str(int(o)) for o in c.offsets]
+    else:
+        heads = [f"{ch}:{int(o)}" for ch in channels for o in c.offsets]
+    regs = c.regions
+    uniq = (regs["chrom"] + ":" + regs["start"].astype(str) + "-" + regs["end"].astype(str)
+            + "(" + regs["strand"] + ")")
+    cols = {"GID": np.array([f"GENE{i}X" for i in range(len(regs))], dtype=object),
+            "UNIQID": uniq.to_numpy(dtype=object),
+            "NAME": regs["name"].to_numpy(dtype=object),
+            "GWEIGHT": np.ones(len(regs), dtype=np.int64)}
+    cols.update({f"v{i}": values[:, i] for i in range(values.shape[1])})
+    path = os.fspath(path)
+    with atomic_path(path) as tmp:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(tmp, "wb") as fh:
+            fh.write(("\t".join(["GID", "UNIQID", "NAME", "GWEIGHT", *heads]) + "\n").encode())
+            fh.write(("\t".join(["EWEIGHT", "", "", ""] + ["1"] * len(heads)) + "\n").encode())
+            _write_rows(fh, cols, nan_as_empty=True)
+
+
+def read_cdt(path: PathLike) -> pd.DataFrame:
+    """Read a CDT file: a DataFrame indexed by ``UNIQID`` with ``NAME`` and ``GWEIGHT``
+    columns followed by the data columns (floats, NaN for empty cells), in file order; the
+    ``EWEIGHT`` (and ``AID``) rows are dropped, the column weights are in
+    ``attrs['eweight']``."""
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    first = table.columns[0]
+    has_gid = first == "GID"
+    id_col = table.columns[1] if has_gid else first
+    data_start = 4 if has_gid else 3
+    special = table[first].isin(["EWEIGHT", "AID"])
+    ew = table.loc[table[first] == "EWEIGHT"]
+    rows = table.loc[~special]
+    values = rows.iloc[:, data_start:].replace("", np.nan).astype(np.float64)
+    out = pd.concat([rows[[table.columns[data_start - 2], table.columns[data_start - 1]]],
+                     values], axis=1)
+    out.index = pd.Index(rows[id_col].to_numpy(), name=id_col)
+    out = out.rename(columns={table.columns[data_start - 2]: "NAME",
+                              table.columns[data_start - 1]: "GWEIGHT"})
+    out["GWEIGHT"] = out["GWEIGHT"].astype(np.float64)
+    if len(ew):
+        out.attrs["eweight"] = ew.iloc[0, data_start:].astype(np.float64).tolist()
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# load whatever bamcover wrote
+
+
+@dataclass
+class Loaded:
+    """What :func:`load` read: a tidy profile (always; derived from the matrices when the file
+    held only matrices) and the matrices when the file had them."""
+
+    profile: pd.DataFrame
+    matrices: Matrices | None = None
+    meta: dict = field(default_factory=dict)
+    kind: str = ""
+
+    @property
+    def units(self) -> str | None:
+        return units_of(self.profile) or self.meta.get("units")
+
+
+def _is_deeptools(path: str) -> bool:
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic != b"\x1f\x8b":
+        return False
+    try:
+        with gzip.open(path, "rb") as fh:
+            return fh.read(1) == b"@"
+    except (OSError, EOFError):
+        return False
+
+
+def _read_table(path: str) -> pd.DataFrame:
+    if path.endswith(".parquet"):
+        return pd.read_parquet(path)
+    sep = "," if path.removesuffix(".gz").endswith(".csv") else "\t"
+    head = pd.read_csv(path, sep=sep, nrows=0)
+    text_cols = [c for c in head.columns
+                 if c in ("sample", "group", "chrom", "name", "strand", "channel", "status")]
+    na = {c: ["nan", "NaN", ""] for c in head.columns if c not in text_cols}
+    return pd.read_csv(path, sep=sep, dtype={c: str for c in text_cols},
+                       keep_default_na=False, na_values=na)
+
+
+def load(path: PathLike | list[PathLike], *, sample: str | list[str] | None = None,
+         group: str | None = None) -> Loaded:
+    """Read any table bamcover wrote, so that plots never recompute coverage.
+
+    Recognised by content: a deepTools matrix (gzipped, ``@`` header line); otherwise a TSV
+    (``.tsv``, ``.gz``, ``.csv``) or parquet table that is a tidy profile (``sample, group,
+    channel, offset, mean…``), a wide profile (``offset, <channel>_mean…``, the ``-o`` of
+    ``bamcover profile``), a matrix (``chrom start end name strand channel status`` + bins,
+    the ``--matrix`` file) or a tidy matrix (:func:`tidy_matrix`).
+
+    Parameters
+    ----------
+    path
+        One file, or several whose samples are combined (e.g. a ChIP and a control profile).
+    sample, group
+        Labels for single-sample files that carry none (default: the file name without its
+        suffixes, and ``"regions"``); with several paths, one sample label per path.
+
+    Returns
+    -------
+    :class:`Loaded` with ``.profile`` (tidy) and ``.matrices`` (``{(sample, group): matrix}``
+    or None). A profile is derived from matrices (mean, median, std ddof = 1, sem, n over
+    non-NaN regions) when the file holds only matrices.
+    """
+    if isinstance(path, (list, tuple)):
+        labels = sample if isinstance(sample, (list, tuple)) else [None] * len(path)
+        if len(labels) != len(path):
+            raise BamcoverError(f"{len(labels)} labels for {len(path)} files")
+        parts = [load(p, sample=lab, group=group) for p, lab in zip(path, labels, strict=True)]
+        return combine(parts)
+    if isinstance(sample, (list, tuple)):
+        sample = sample[0] if sample else None
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise BamcoverError(f"{path}: no such file")
+    smp = sample or _stem(path)
+    grp = group or _DEFAULT_GROUP
+    if _is_deeptools(path):
+        mats, meta = read_deeptools_matrix(path)
+        if sample and len({s for s, _ in mats}) == 1:
+            mats = {(sample, g): m for (_, g), m in mats.items()}
+        return Loaded(profile_from_matrices(mats), mats, meta, "deeptools")
+    try:
+        table = _read_table(path)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise BamcoverError(f"{path}: cannot read as a table ({exc})") from None
+    cols = set(map(str, table.columns))
+    meta = dict(table.attrs)
+    if {"sample", "group", "channel", "offset", "mean"} <= cols:
+        prof = table.astype({"sample": str, "group": str, "channel": str})
+        prof.attrs.update(table.attrs)
+        prof.attrs.setdefault("units", units_of(table) or "reads")
+        return Loaded(prof, None, meta, "tidy profile")
+    if {"sample", "group", "region", "channel", "offset", "value"} <= cols:
+        mats = matrices_from_tidy(table)
+        return Loaded(profile_from_matrices(mats), mats, meta, "tidy matrix")
+    if set(MATRIX_FILE_COLUMNS) <= cols:
+        mats = {(smp, grp): matrix_from_table(table)}
+        return Loaded(profile_from_matrices(mats), mats, meta, "matrix")
+    if "offset" in cols and any(c.endswith("_mean") for c in cols):
+        return Loaded(tidy_profile(table, smp, grp), None, meta, "profile")
+    raise BamcoverError(f"{path}: not a profile or matrix table bamcover wrote "
+                        f"(columns {sorted(cols)[:8]}…)")
+
+
+def combine(parts: list[Loaded]) -> Loaded:
+    """Several loaded files as one: profiles stacked, matrices merged (sample × group keys
+    must be distinct)."""
+    profiles = [p.profile for p in parts]
+    prof = pd.concat(profiles, ignore_index=True)
+    prof.attrs["units"] = _first_units(profiles) or "reads"
+    dup = prof.duplicated(["sample", "group", "channel", "offset"])
+    if dup.any():
+        row = prof.loc[dup].iloc[0]
+        raise BamcoverError(f"sample {row['sample']!r} / group {row['group']!r} appears in more "
+                            "than one file; give distinct sample labels")
+    mats: Matrices | None = None
+    if all(p.matrices is not None for p in parts):
+        mats = {}
+        for p in parts:
+            mats.update(p.matrices)
+    meta = {"parts": [p.meta for p in parts]}
+    return Loaded(prof, mats, meta, "+".join(p.kind for p in parts))
