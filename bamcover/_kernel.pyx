@@ -12,6 +12,12 @@ cimport numpy as cnp
 
 cnp.import_array()
 
+cdef extern from *:
+    const char *BAMCOVER_HTSLIB
+
+#: which htslib this kernel was built against: "system" (libhts, libdeflate) or "pysam"
+HTSLIB = BAMCOVER_HTSLIB.decode()
+
 cdef extern from "htslib/hts.h" nogil:
     ctypedef int64_t hts_pos_t
     ctypedef struct htsFile:

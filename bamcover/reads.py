@@ -37,8 +37,14 @@ log = logging.getLogger("bamcover")
 
 
 def _load_kernel():
-    """The compiled kernel, or None. Its htslib symbols come from the libchtslib that
-    pysam ships, made visible to later libraries by re-opening it RTLD_GLOBAL."""
+    """The compiled kernel, or None. Built against the system's libhts it loads as it is;
+    built against pysam's htslib, its symbols come from pysam's libchtslib, made visible
+    by re-opening that library RTLD_GLOBAL first."""
+    try:
+        from . import _kernel
+        return _kernel
+    except ImportError:
+        pass
     try:
         import pysam.libchtslib
         ctypes.CDLL(pysam.libchtslib.__file__, mode=ctypes.RTLD_GLOBAL)
@@ -49,7 +55,8 @@ def _load_kernel():
 
 
 _kernel = _load_kernel()
-KERNEL = "pysam" if _kernel is None else "htslib"
+#: the record reader in use: 'htslib-system', 'htslib-pysam' or 'pysam' (the fallback)
+KERNEL = "pysam" if _kernel is None else f"htslib-{_kernel.HTSLIB}"
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def test_region_order_is_kept():
 
 
 def test_compiled_kernel_equals_pysam_fallback(monkeypatch):
-    assert reads.KERNEL == "htslib", "the compiled kernel should be built by setup-env"
+    assert reads.KERNEL.startswith("htslib"), "setup-env should build the compiled kernel"
     regs = read_regions(STRANDED).iloc[:150]
     for bam, extra in ((SE_CHIP, {"min_mapq": 1}), (PE_CHIP, {"pairs": True, "shift": 3})):
         fast = bamcover.matrix(regs, str(bam), processes=1, **OPTS, **extra)
