@@ -4,8 +4,8 @@ __version__ = "0.1.0"
 
 from .errors import BamcoverError
 from .options import Options
-from .profiles import density, matrix, profile
+from .profiles import Coverage, coverage, density, matrix, profile
 from .regions import read_regions
 
-__all__ = ["BamcoverError", "Options", "__version__", "density", "matrix", "profile",
-           "read_regions"]
+__all__ = ["BamcoverError", "Coverage", "Options", "__version__", "coverage", "density",
+           "matrix", "profile", "read_regions"]

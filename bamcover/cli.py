@@ -3,6 +3,7 @@ to stderr."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -14,8 +15,8 @@ import pandas as pd
 from . import __version__, cluster
 from .errors import BamcoverError
 from .options import DEFAULT_FLAG_EXCLUDE, TN5_SHIFT, Options
-from .outputs import check_writable, write_table
-from .profiles import STATUS_MISSING, STATUS_OFF, STATUS_UNKNOWN, compute, density
+from .outputs import check_writable, provenance, write_provenance, write_table
+from .profiles import STATUS_MISSING, STATUS_OFF, STATUS_UNKNOWN, compute, coverage, density
 from .reads import open_bam
 from .regions import read_regions
 from .tasks import DEFAULT_WORKDIR, SlurmExecutor, find, list_tasks
@@ -173,6 +174,10 @@ def _summarise(status: pd.Series, regions: pd.DataFrame, bam) -> None:
     if off.any():
         log.warning("%d regions have windows entirely beyond their chromosome's end; "
                     "their rows are NaN", off.sum())
+    empty = status == "empty_region"
+    if empty.any():
+        log.warning("%d regions have length 0 (start == end); their scaled body bins are NaN",
+                    empty.sum())
 
 
 def matrix_table(mat: pd.DataFrame) -> pd.DataFrame:
@@ -183,8 +188,8 @@ def matrix_table(mat: pd.DataFrame) -> pd.DataFrame:
 
 
 @main.command()
-@click.argument("regions", type=click.Path(dir_okay=False))
-@click.argument("bam", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False),
+                metavar="REGIONS... BAM...")
 @click.option("--output", "-o", default="-", show_default=True,
               help="Profile table (.tsv, .csv, .gz, .parquet); '-' is stdout.")
 @click.option("--matrix", "matrix_path", default=None,
@@ -196,26 +201,62 @@ def matrix_table(mat: pd.DataFrame) -> pd.DataFrame:
 @click.option("--bin-size", "-b", type=int, default=1, show_default=True)
 @click.option("--no-orient", is_flag=True,
               help="Genomic offsets for '-' regions too (default: read 5'→3').")
-@click.option("--normalize", type=click.Choice(["none", "cpm"]), default="none",
+@click.option("--scale-regions", is_flag=True,
+              help="Scale each region's body to --body-length (deepTools scale-regions), "
+                   "with unscaled --upstream/--downstream flanks; every bin is the mean "
+                   "per-base coverage. --reference-point is ignored.")
+@click.option("--body-length", type=int, default=1000, show_default=True,
+              help="With --scale-regions: bases the body is scaled to (a multiple of "
+                   "--bin-size).")
+@click.option("--normalize", type=click.Choice(["none", "cpm", "rpkm"]), default="none",
+              show_default=True, help="Per million reads passing the filters (rpkm: also per "
+                                      "kb of bin).")
+@click.option("--scale-factor", type=float, default=1.0, show_default=True,
+              help="Multiply every value after normalisation (e.g. a spike-in factor).")
+@click.option("--labels", default=None, help="Comma-separated sample labels [BAM stems].")
+@click.option("--group-labels", default=None,
+              help="Comma-separated region group labels [region file stems].")
+@click.option("--control", default=None,
+              help="Control BAM (or comma-separated, one per sample): values become "
+                   "--operation of sample and control, both normalised.")
+@click.option("--operation", type=click.Choice(["log2", "subtract"]), default="log2",
               show_default=True)
+@click.option("--pseudocount", type=float, default=1.0, show_default=True)
 @read_options
 @slurm_options
 @handle_errors
-def profile(regions, bam, output, matrix_path, reference_point, upstream, downstream,
-            bin_size, no_orient, normalize, quiet, slurm, jobs, workdir, no_wait, **kw):
-    """Coverage around each region of REGIONS (BED/narrowPeak) in BAM: the average profile,
-    and with --matrix the per-region matrix."""
+def profile(inputs, output, matrix_path, reference_point, upstream, downstream,
+            bin_size, no_orient, normalize, scale_factor, labels, group_labels, control,
+            operation, pseudocount, quiet, slurm, jobs, workdir, no_wait, **kw):
+    """Coverage around each region of the REGIONS files (BED/narrowPeak; several files are
+    region groups) in each BAM (several are samples): the average profile, and with
+    --matrix the per-region matrix. One region file and one BAM give the wide profile
+    (offset, <channel>_mean, ...); more give the tidy table (sample, group, channel,
+    offset, mean, ...)."""
     executor = _executor(kw)
     options = _options(kw, reference_point=reference_point, upstream=upstream,
                        downstream=downstream, bin_size=bin_size, orient=not no_orient,
-                       normalize=normalize)
+                       normalize=normalize, scale_factor=scale_factor, operation=operation,
+                       pseudocount=pseudocount, scale_regions=kw.pop("scale_regions"),
+                       body_length=kw.pop("body_length"))
     options.warn_rounding()
     for path in (output, matrix_path):
         check_writable(path)
     if quiet:
         log.setLevel(logging.WARNING)
-    regs = read_regions(regions)
-    bam_ = open_bam(bam)
+    bams = [p for p in inputs if p.lower().endswith(".bam")]
+    region_files = [p for p in inputs if not p.lower().endswith(".bam")]
+    if not bams or not region_files:
+        raise BamcoverError("give at least one region file and one BAM (files ending in .bam)")
+    if len(bams) > 1 or len(region_files) > 1 or control:
+        if slurm:
+            raise BamcoverError("--slurm runs one region file and one BAM per task; "
+                                "submit one task per sample")
+        _profile_many(region_files, bams, options, output, matrix_path, labels,
+                      group_labels, control, quiet)
+        return
+    regs = read_regions(region_files[0])
+    bam_ = open_bam(bams[0])
     if slurm:
         outputs = {"output": _abs(output), "matrix": _abs(matrix_path)}
         task = cluster.submit_profile(regs, bam_, options, executor=executor, jobs=jobs,
@@ -226,6 +267,50 @@ def profile(regions, bam, output, matrix_path, reference_point, upstream, downst
     result = compute(regs, bam_, options, with_matrix=matrix_path is not None,
                      progress=not quiet)
     _write_profile(result, regs, bam_, output, matrix_path)
+    _record([output, matrix_path], [*region_files, bam_.path, bam_.index], options,
+            {bam_.name: result.library_size})
+
+
+def _record(outputs, inputs, options, library_sizes, **extra) -> None:
+    """The provenance record beside every file output."""
+    ctx = click.get_current_context(silent=True)
+    command = {"argv": sys.argv, "command": ctx.command_path if ctx else None,
+               "parameters": dict(ctx.params) if ctx else {}}
+    record = provenance(command, [str(p) for p in inputs],
+                        dataclasses.asdict(options) if options is not None else None,
+                        library_sizes, extra)
+    for out in outputs:
+        write_provenance(out, record)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return text.split(",") if text else None
+
+
+def _profile_many(region_files, bams, options, output, matrix_path, labels, group_labels,
+                  control, quiet) -> None:
+    controls = _split(control)
+    samples = _split(labels) or [os.path.basename(b)[:-4] for b in bams]
+    if controls and len(controls) not in (1, len(bams)):
+        raise BamcoverError(f"--control gives {len(controls)} BAMs for {len(bams)} samples")
+    if controls:
+        controls = dict(zip(samples, controls * len(bams) if len(controls) == 1 else controls,
+                            strict=False))
+    result = coverage(region_files, bams, options, labels=samples,
+                      group_labels=_split(group_labels), control=controls,
+                      with_matrix=matrix_path is not None or bool(controls),
+                      progress=not quiet)
+    if matrix_path:
+        parts = [matrix_table(m).assign(sample=s, group=g)
+                 for (s, g), m in result.matrices.items()]
+        flat = pd.concat(parts, ignore_index=True)
+        flat = flat[["sample", "group", *[c for c in flat.columns if c not in ("sample",
+                                                                                "group")]]]
+        write_table(flat, matrix_path)
+    write_table(result.profile, output)
+    ctrl = list(controls.values()) if controls else []
+    _record([output, matrix_path], [*region_files, *bams, *ctrl], options,
+            result.library_sizes)
 
 
 def _abs(path):
@@ -263,6 +348,8 @@ def _collect_and_write(task, permissive: bool, outputs: dict) -> None:
         _write_profile(result, regs, open_bam(meta["bam"]), outputs.get("output"),
                        outputs.get("matrix"))
         status = result.status
+    _record(list(outputs.values()), [i["path"] for i in task.manifest["inputs"]],
+            None, {}, task=task.id, task_options=meta.get("options"))
     missing = int((status == STATUS_MISSING).sum())
     if missing:
         log.warning("%d regions are missing (status 'missing'): their chunks have no result",
@@ -298,6 +385,8 @@ def density_cmd(regions, bams, output, labels, quiet, slurm, jobs, workdir, no_w
     for bam_, label in zip(opened, names, strict=False):
         _summarise(table["status" if len(opened) == 1 else f"{label}_status"], regs, bam_)
     write_table(table, output)
+    _record([output], [regions, *[p for b in opened for p in (b.path, b.index)]], options,
+            {n: int(table[f"{n}_library_size"].iat[0]) for n in names})
 
 
 # --- tasks -------------------------------------------------------------------------------
@@ -468,6 +557,7 @@ def plot_profile(inputs, output, labels, reference_label, kb, units, title, dpi,
                        smooth=smooth, reference_label=reference_label, kb=kb, title=title,
                        units=units)
     save(fig, output, dpi=dpi)
+    _record([output], list(inputs), None, {})
 
 
 @plot.command(name="heatmap")
@@ -505,6 +595,7 @@ def plot_heatmap(inputs, output, labels, reference_label, kb, units, title, dpi,
                        profile_on_top=not no_profile, reference_label=reference_label, kb=kb,
                        title=title, units=units)
     save(fig, output, dpi=dpi)
+    _record([output], list(inputs), None, {})
 
 
 if __name__ == "__main__":  # pragma: no cover

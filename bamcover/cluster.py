@@ -148,7 +148,7 @@ def collect(task: Task, permissive: bool = False, progress: bool = False) -> Any
     order = np.argsort(rows)
     with_matrix = meta["with_matrix"]
     values = valid = None
-    if with_matrix:
+    if with_matrix or options.scale_regions:      # scale-regions chunks always send values
         values = np.concatenate([p.values for p in parts])[order]
         valid = np.concatenate([p.valid for p in parts])[order]
     counts = Counts(stats, rows[order], values, valid, sum(p.reads for p in parts))

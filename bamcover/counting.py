@@ -4,7 +4,8 @@ A chunk is a run of windows on one chromosome, in genome order. Its windows are 
 into disjoint blocks; every record overlapping a block (plus the fetch margin) is read
 once, its covered interval is added to a difference array over the blocks, and two
 cumulative sums give per-bin sums for any window by two lookups per bin. All integer, so
-results are identical whatever the chunking or the number of processes.
+results are identical whatever the chunking or the number of processes. Scale-regions bins
+(fractional bases) are exact integer integrals too, divided once into float64 means.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from .options import Options
 from .reads import Bam, intervals
+from .regions import flank_lengths
 
 INT32_MAX = np.iinfo(np.int32).max
 
@@ -101,8 +103,9 @@ def _diff(s, e, bstart, bend, base, size):
 
 @dataclass
 class ChunkCounts:
-    """Per-bin sums for a chunk's windows: ``values`` (n, channels, bins) int32, oriented;
-    ``valid`` (n, bins) is False for bins with any base off the chromosome."""
+    """Per-bin values for a chunk's windows, oriented: ``values`` (n, channels, bins) int32
+    sums (reference-point mode) or float64 means (scale-regions mode); ``valid`` (n, bins) is
+    False for bins with any base off the chromosome (and empty bodies)."""
 
     rows: np.ndarray
     values: np.ndarray
@@ -110,44 +113,137 @@ class ChunkCounts:
     reads: int
 
 
-def window_counts(chunk: Chunk, options: Options) -> ChunkCounts:
-    """Per-bin read coverage of every window in ``chunk``."""
-    length, size, nbins = chunk.length, options.bin_size, options.n_bins
+@dataclass
+class _Blocks:
+    """A chunk's windows merged into disjoint blocks laid end to end (each block with one
+    spare slot), and the covered intervals of every record overlapping them."""
+
+    cs: np.ndarray        # windows clipped to the chromosome
+    ce: np.ndarray
+    bstart: np.ndarray
+    bend: np.ndarray
+    block: np.ndarray     # each window's block
+    base: np.ndarray      # each block's first slot
+    total: int
+    s: np.ndarray
+    e: np.ndarray
+    rev: np.ndarray
+
+    def index(self, pos: np.ndarray) -> np.ndarray:
+        """Slots of genomic positions ``pos`` (n, k), clipped to each row's window."""
+        b = self.block[:, None]
+        return np.clip(pos, self.cs[:, None], self.ce[:, None]) - self.bstart[b] + self.base[b]
+
+    def coverage(self, mask) -> tuple[np.ndarray, np.ndarray]:
+        """Per-slot coverage by the selected records, and its cumulative sum (one longer)."""
+        cov = np.cumsum(_diff(self.s[mask], self.e[mask], self.bstart, self.bend, self.base,
+                              self.total + 1)[:self.total])
+        cum = np.zeros(self.total + 1, dtype=np.int64)
+        np.cumsum(cov, out=cum[1:])
+        return cov, cum
+
+
+def _blocks(chunk: Chunk, options: Options) -> _Blocks:
+    length = chunk.length
     cs = np.clip(chunk.starts, 0, length)
     ce = np.clip(chunk.ends, 0, length)
     bstart, bend, block = _merge(cs, ce)
     blen = bend - bstart
     base = np.zeros(len(bstart), dtype=np.int64)
     base[1:] = np.cumsum(blen + 1)[:-1]
-    total = int((blen + 1).sum())
-
     fs, fe = _fetch_regions(chunk, bstart, bend, options.fetch_margin)
     s, e, rev = intervals(chunk.bam, chunk.chrom, fs, fe, options.read_rules())
+    return _Blocks(cs, ce, bstart, bend, block, base, int((blen + 1).sum()), s, e, rev)
 
+
+def _by_channel(chunk: Chunk, options: Options, blocks: _Blocks, per_reads) -> np.ndarray:
+    """``per_reads(mask)`` (n, bins) for all records, or strand-wise for the sense and
+    antisense records of each region: (n, channels, bins)."""
+    if not options.strand_wise:
+        return per_reads(slice(None))[:, None, :]
+    fwd, rv = per_reads(blocks.rev == 0), per_reads(blocks.rev == 1)
+    m = chunk.minus[:, None]
+    return np.stack([np.where(m, rv, fwd), np.where(m, fwd, rv)], axis=1)
+
+
+def window_counts(chunk: Chunk, options: Options) -> ChunkCounts:
+    """Per-bin read coverage of every window in ``chunk`` (sums; in scale-regions mode the
+    means of :func:`scaled_counts`)."""
+    if options.scale_regions:
+        return scaled_counts(chunk, options)
+    length, size, nbins = chunk.length, options.bin_size, options.n_bins
+    blocks = _blocks(chunk, options)
     edges = chunk.starts[:, None] + size * np.arange(nbins + 1)
     valid = (edges[:, :-1] >= 0) & (edges[:, 1:] <= length)
-    pos = (np.clip(edges, cs[:, None], ce[:, None]) - bstart[block][:, None]
-           + base[block][:, None])
+    pos = blocks.index(edges)
 
     def bin_sums(mask):
-        cov = np.cumsum(_diff(s[mask], e[mask], bstart, bend, base, total + 1)[:total])
-        cum = np.zeros(total + 1, dtype=np.int64)
-        np.cumsum(cov, out=cum[1:])
+        cum = blocks.coverage(mask)[1]
         return cum[pos[:, 1:]] - cum[pos[:, :-1]]
 
-    if options.strand_wise:
-        fwd, rv = bin_sums(rev == 0), bin_sums(rev == 1)
-        m = chunk.minus[:, None]
-        sums = np.stack([np.where(m, rv, fwd), np.where(m, fwd, rv)], axis=1)
-    else:
-        sums = bin_sums(slice(None))[:, None, :]
+    sums = _by_channel(chunk, options, blocks, bin_sums)
     sums[~np.broadcast_to(valid[:, None, :], sums.shape)] = 0
     if sums.size and sums.max() > INT32_MAX:
         raise OverflowError("a bin sum exceeds 2^31; use a smaller --bin-size")
     flip = chunk.flip
     sums[flip] = sums[flip][:, :, ::-1]
     valid[flip] = valid[flip][:, ::-1]
-    return ChunkCounts(chunk.rows, sums.astype(np.int32), valid, len(s))
+    return ChunkCounts(chunk.rows, sums.astype(np.int32), valid, len(blocks.s))
+
+
+def scaled_edges(starts: np.ndarray, ends: np.ndarray, flip: np.ndarray, options: Options
+                 ) -> np.ndarray:
+    """Scale-regions mode: the bin edges of each window ``[starts, ends)`` in genomic order,
+    as exact integers ``genomic position × nb`` (nb = body bins): flank edges every
+    ``bin_size`` bases, body edge j at ``body_start × nb + j × L`` (L = body length)."""
+    nb, size = options.body_bins, options.bin_size
+    left, right = flank_lengths(flip, options)
+    bstart, bend = starts + left, ends - right
+    j = np.arange(options.n_bins + 1) - (left // size)[:, None]   # edge index from the body
+    body = bstart[:, None] * nb + np.clip(j, 0, nb) * (bend - bstart)[:, None]
+    flank = (np.where(j < 0, bstart[:, None], bend[:, None])
+             + (j - np.clip(j, 0, nb)) * size) * nb
+    return np.where((j < 0) | (j > nb), flank, body)
+
+
+def scaled_counts(chunk: Chunk, options: Options) -> ChunkCounts:
+    """Scale-regions mode: the mean per-base coverage of every bin (float64).
+
+    With the integer edges E of :func:`scaled_edges` and C the cumulative coverage, the
+    integral of coverage from the block start up to E/nb, times nb, is the integer
+    ``X(E) = nb·C(⌊E/nb⌋) + (E mod nb)·cov(⌊E/nb⌋)`` (bases cut by an edge count by the
+    fraction inside), and a bin's value is ``(X(E₁) − X(E₀)) / (E₁ − E₀)``: one division of
+    two exact integers, i.e. the exact mean correctly rounded. ``E₁ − E₀`` is ``L`` for
+    body bins and ``bin_size × nb`` for flank bins (whose value is thus ``sum / bin_size``).
+    A bin is invalid (NaN in the matrix) when any base it weighs lies off the chromosome,
+    and body bins of an empty region (L = 0) are invalid.
+    """
+    nb, length = options.body_bins, chunk.length
+    blocks = _blocks(chunk, options)
+    edges = scaled_edges(chunk.starts, chunk.ends, chunk.flip, options)
+    width = np.diff(edges, axis=1)
+    valid = (edges[:, :-1] >= 0) & (edges[:, 1:] <= length * nb) & (width > 0)
+    floor = edges // nb
+    frac = edges - floor * nb
+    pos = blocks.index(floor)
+
+    def integrals(mask):
+        cov, cum = blocks.coverage(mask)
+        if cum[-1] and nb * int(cum[-1]) >= 2 ** 62:
+            raise OverflowError("coverage too deep for exact scaled bins; split the regions")
+        x = nb * cum[pos] + frac * cov[pos]
+        return np.diff(x, axis=1)
+
+    dx = _by_channel(chunk, options, blocks, integrals)
+    if dx.size and np.abs(dx).max() >= 2 ** 53:
+        raise OverflowError("a scaled bin integral exceeds 2^53; use a smaller --body-length")
+    values = np.zeros(dx.shape, dtype=np.float64)
+    ok = np.broadcast_to(valid[:, None, :], dx.shape)
+    np.divide(dx, np.broadcast_to(width[:, None, :], dx.shape), out=values, where=ok)
+    flip = chunk.flip
+    values[flip] = values[flip][:, :, ::-1]
+    valid[flip] = valid[flip][:, ::-1]
+    return ChunkCounts(chunk.rows, values, valid, len(blocks.s))
 
 
 @dataclass

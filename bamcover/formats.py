@@ -806,6 +806,13 @@ def load(path: PathLike | list[PathLike], *, sample: str | list[str] | None = No
     if {"sample", "group", "region", "channel", "offset", "value"} <= cols:
         mats = matrices_from_tidy(table)
         return Loaded(profile_from_matrices(mats), mats, meta, "tidy matrix")
+    if set(MATRIX_FILE_COLUMNS) <= cols and {"sample", "group"} <= cols:
+        keys = table[["sample", "group"]].astype(str).agg("\t".join, axis=1)
+        mats = {}
+        for key in _ordered_unique(keys):
+            part = table.loc[keys == key].drop(columns=["sample", "group"])
+            mats[tuple(key.split("\t"))] = matrix_from_table(part.reset_index(drop=True))
+        return Loaded(profile_from_matrices(mats), mats, meta, "matrix")
     if set(MATRIX_FILE_COLUMNS) <= cols:
         mats = {(smp, grp): matrix_from_table(table)}
         return Loaded(profile_from_matrices(mats), mats, meta, "matrix")

@@ -12,7 +12,8 @@ from .errors import BamcoverError
 log = logging.getLogger("bamcover")
 
 REFERENCE_POINTS = ("start", "end", "center", "summit")
-NORMALIZATIONS = ("none", "cpm")
+NORMALIZATIONS = ("none", "cpm", "rpkm")
+OPERATIONS = ("log2", "subtract")
 #: unmapped (0x4), secondary (0x100), QC-fail (0x200), supplementary (0x800)
 DEFAULT_FLAG_EXCLUDE = 0x4 | 0x100 | 0x200 | 0x800
 DUPLICATE = 0x400
@@ -43,6 +44,12 @@ class Options:
     orient
         Flip windows of '-' regions so offsets read 5'→3' (default); ``False`` uses
         genomic offsets for every region.
+    scale_regions, body_length
+        deepTools-like scale-regions mode: each region's body ``[start, end)`` is scaled to
+        ``body_length / bin_size`` bins, with unscaled flanks of ``upstream`` bases 5' and
+        ``downstream`` bases 3' (``reference_point`` is ignored). Every bin holds the mean
+        per-base coverage (float64). ``body_length`` must be a positive multiple of
+        ``bin_size``.
     fragment_size
         ``None`` covers each read's aligned span; an integer F ≥ 1 covers F bases from
         the (shifted) 5' end in the read's direction.
@@ -57,7 +64,13 @@ class Options:
     min_mapq, ignore_duplicates, flag_include, flag_exclude
         Read filters (``flag_exclude`` replaces the default 0xB04; duplicates add 0x400).
     normalize
-        ``none`` or ``cpm`` (per million reads passing the filters).
+        ``none``, ``cpm`` (× 10⁶ / reads passing the filters) or ``rpkm`` (× 10⁹ /
+        (reads passing the filters × bin size)).
+    scale_factor
+        Multiplies every value after normalisation (e.g. a spike-in factor).
+    operation, pseudocount
+        With a control BAM: ``log2((sample + p) / (control + p))`` or ``sample - control``,
+        both normalised first.
     processes
         Worker processes (``None``: the cores this process may use).
     chunk_bases
@@ -69,6 +82,8 @@ class Options:
     bin_size: int = 1
     reference_point: str = "center"
     orient: bool = True
+    scale_regions: bool = False
+    body_length: int = 1000
     fragment_size: int | None = None
     shift: int = 0
     shift_reverse: int | None = None
@@ -80,6 +95,9 @@ class Options:
     flag_include: int = 0
     flag_exclude: int = DEFAULT_FLAG_EXCLUDE
     normalize: str = "none"
+    scale_factor: float = 1.0
+    operation: str = "log2"
+    pseudocount: float = 1.0
     processes: int | None = None
     chunk_bases: int = 2_000_000
 
@@ -91,7 +109,11 @@ class Options:
             bad(f"--bin-size must be > 0 (got {self.bin_size})")
         if self.upstream < 0 or self.downstream < 0:
             bad("--upstream and --downstream must be ≥ 0")
-        if self.upstream + self.downstream == 0:
+        if self.scale_regions and (self.body_length <= 0
+                                   or self.body_length % self.bin_size):
+            bad(f"--body-length must be a positive multiple of --bin-size {self.bin_size} "
+                f"(got {self.body_length})")
+        if self.upstream + self.downstream == 0 and not self.scale_regions:
             bad("the window has length 0: set --upstream or --downstream > 0")
         if self.reference_point not in REFERENCE_POINTS:
             bad(f"--reference-point must be one of {', '.join(REFERENCE_POINTS)}")
@@ -104,6 +126,12 @@ class Options:
                 bad(f"--{name.replace('_', '-')} must be a 16-bit SAM flag")
         if self.normalize not in NORMALIZATIONS:
             bad(f"--normalize must be one of {', '.join(NORMALIZATIONS)}")
+        if self.operation not in OPERATIONS:
+            bad(f"--operation must be one of {', '.join(OPERATIONS)}")
+        if not self.scale_factor > 0:
+            bad(f"--scale-factor must be > 0 (got {self.scale_factor})")
+        if self.pseudocount < 0:
+            bad("--pseudocount must be ≥ 0")
         if self.max_fragment_length < 1:
             bad("--max-fragment-length must be ≥ 1")
         if self.processes is not None and self.processes < 1:
@@ -132,13 +160,21 @@ class Options:
         return self.window_upstream + self.window_downstream
 
     @property
+    def body_bins(self) -> int:
+        """Bins of the scaled body (0 unless ``scale_regions``)."""
+        return self.body_length // self.bin_size if self.scale_regions else 0
+
+    @property
     def n_bins(self) -> int:
-        return self.window_length // self.bin_size
+        return self.window_length // self.bin_size + self.body_bins
 
     @property
     def offsets(self) -> list[int]:
-        """Bin labels: the first offset of each bin."""
-        return list(range(-self.window_upstream, self.window_downstream, self.bin_size))
+        """Bin labels: the first offset of each bin. In scale-regions mode the body bins
+        are labelled in scaled coordinates ``0 … body_length - bin_size`` and the
+        downstream flank continues from ``body_length``."""
+        body = self.body_bins * self.bin_size
+        return list(range(-self.window_upstream, body + self.window_downstream, self.bin_size))
 
     @property
     def channels(self) -> tuple[str, ...]:

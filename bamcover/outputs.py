@@ -71,3 +71,37 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike | None, index: bool = 
             compression = "gzip" if path.endswith(".gz") else None
             df.to_csv(tmp, sep=sep, index=index, na_rep="nan", compression=compression,
                       float_format=fmt)
+
+
+def provenance(command: dict, inputs: list[str], options: dict | None = None,
+               library_sizes: dict | None = None, extra: dict | None = None) -> dict:
+    """What made an output: bamcover version, command, options, input sizes and mtimes,
+    and the library sizes used for normalisation."""
+    import platform
+    import time
+
+    from . import __version__
+
+    stamps = []
+    for path in inputs:
+        try:
+            st = os.stat(path)
+            stamps.append({"path": os.path.abspath(path), "size": st.st_size,
+                           "mtime": time.strftime("%Y-%m-%dT%H:%M:%S%z",
+                                                  time.localtime(st.st_mtime))})
+        except OSError:
+            stamps.append({"path": os.path.abspath(path)})
+    return {"bamcover_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": command, "python": platform.python_version(), "options": options or {},
+            "inputs": stamps, "library_sizes": library_sizes or {}, **(extra or {})}
+
+
+def write_provenance(output: str | os.PathLike | None, record: dict) -> None:
+    """``<output>.provenance.json`` beside a file output (nothing for stdout)."""
+    import json
+
+    if output is None or os.fspath(output) == "-":
+        return
+    with atomic_path(os.fspath(output) + ".provenance.json") as tmp:
+        with open(tmp, "w") as fh:
+            json.dump(record, fh, indent=1, default=str)

@@ -2,13 +2,15 @@
 
 Data flow: regions + BAM + options → chunks → per-chunk integer counts → reduction in
 input order → pandas tables. Statistics are computed from exact integer sums and value
-histograms, so they are bit-identical for any number of processes or chunks.
+histograms, so they are bit-identical for any number of processes or chunks. Scale-regions
+values are float means: their statistics come from the assembled matrix in input order.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,13 +22,14 @@ from .errors import BamcoverError
 from .executors import map_local, starmap_local
 from .options import Options
 from .reads import Bam, library_size, open_bam
-from .regions import read_regions, windows
+from .regions import read_regions, window_bounds
 
 STATUS_OK = "ok"
 STATUS_CLIPPED = "clipped"               # part of the window lies beyond a chromosome end
 STATUS_OFF = "off_chromosome"            # nothing of the window lies on the chromosome
 STATUS_UNKNOWN = "unknown_chromosome"    # chromosome absent from the BAM header
 STATUS_MISSING = "missing"               # its cluster chunk failed (permissive collect)
+STATUS_EMPTY = "empty_region"            # scale-regions: start == end, the body bins are NaN
 
 
 def _options(options: Options | None, overrides: dict) -> Options:
@@ -59,28 +62,33 @@ def _prepare(regions, bam, options: Options, rows: np.ndarray | None = None) -> 
     regions = read_regions(regions) if not isinstance(regions, pd.DataFrame) or \
         "line" not in regions else regions
     bam = bam if isinstance(bam, Bam) else open_bam(bam)
-    starts, flip = windows(regions, options, str(source))
-    ends = starts + options.window_length
+    starts, ends, flip = window_bounds(regions, options, str(source))
     chroms = regions["chrom"].to_numpy()
     status = _status(chroms, starts, ends, bam)
+    if options.scale_regions:
+        empty = regions["start"].to_numpy() == regions["end"].to_numpy()
+        status[empty & np.isin(status, (STATUS_OK, STATUS_CLIPPED))] = STATUS_EMPTY
     use = computable(status)
     if rows is not None:
         use = np.intersect1d(use, rows)
     minus = regions["strand"].to_numpy() == "-"
     chunks = make_chunks(bam, chroms[use], starts[use], ends[use], flip[use], minus[use], use,
-                         _chunk_bases(options, len(use)))
+                         _chunk_bases(options, (ends - starts)[use]))
     return _Prepared(regions, bam, starts, status, chunks)
 
 
 def computable(status: np.ndarray) -> np.ndarray:
     """Rows whose windows touch a chromosome of the BAM."""
-    return np.flatnonzero((status == STATUS_OK) | (status == STATUS_CLIPPED))
+    return np.flatnonzero(np.isin(status, (STATUS_OK, STATUS_CLIPPED, STATUS_EMPTY)))
 
 
-def _chunk_bases(options: Options, n: int) -> int:
-    """Enough chunks to keep every process busy, never more bases than asked for."""
-    per_process = -(-n * options.window_length // (4 * options.n_processes))
-    return max(options.window_length, min(options.chunk_bases, per_process))
+def _chunk_bases(options: Options, sizes: np.ndarray) -> int:
+    """Enough chunks to keep every process busy, never more bases than asked for (nor
+    fewer than a mean window's)."""
+    total = int(sizes.sum())
+    per_process = -(-total // (4 * options.n_processes))
+    mean = -(-total // max(len(sizes), 1))
+    return max(mean, 1, min(options.chunk_bases, per_process))
 
 
 class _Stats:
@@ -96,14 +104,24 @@ class _Stats:
         self._counts: list[np.ndarray] = []
 
     def add(self, values: np.ndarray, valid: np.ndarray) -> None:
-        v = values.astype(np.int64) * valid[:, None, :]
+        """Add regions' per-bin integer values (n, channels, bins); invalid bins are 0."""
+        v = values.astype(np.int64)        # invalid bins hold 0, so sums need no mask
         self.n += valid.sum(axis=0)
         self.sum += v.sum(axis=0)
-        self.sumsq += (v * v).sum(axis=0)
-        cell = np.arange(self.shape[0] * self.shape[1]).reshape(self.shape)
-        keys = (cell[None] << 32) | values.astype(np.int64)
-        keys = keys[np.broadcast_to(valid[:, None, :], values.shape)]
-        k, c = np.unique(keys, return_counts=True)
+        self.sumsq += np.einsum("ijk,ijk->jk", v, v)
+        ncells = self.shape[0] * self.shape[1]
+        top = int(v.max()) + 1 if v.size else 1
+        cell = np.arange(ncells, dtype=np.int64).reshape(self.shape)[None]
+        if ncells * top <= 1 << 26:       # small integers: a dense histogram, no sort
+            hist = np.bincount((cell * top + v).ravel(), minlength=ncells * top)
+            if not valid.all():            # take the invalid bins' zeros out again
+                bad = np.broadcast_to(~valid[:, None, :], v.shape)
+                hist -= np.bincount((cell * top + v)[bad], minlength=ncells * top)
+            nz = np.flatnonzero(hist)
+            k, c = ((nz // top) << 32) | (nz % top), hist[nz]
+        else:
+            keys = ((cell << 32) | v)[np.broadcast_to(valid[:, None, :], v.shape)]
+            k, c = np.unique(keys, return_counts=True)
         self._keys.append(k)
         self._counts.append(c)
         if len(self._keys) >= 64:
@@ -182,13 +200,43 @@ class _Stats:
         return pd.DataFrame(cols, index=pd.Index(list(offsets), name="offset"))
 
 
+def _matrix_stats(values: np.ndarray, valid: np.ndarray, offsets: Sequence[int],
+                  channels: Sequence[str], factor: float) -> pd.DataFrame:
+    """Scale-regions profile (float values): the columns of :meth:`_Stats.frame`, computed
+    over the regions of the whole matrix (all rows, in input order), so the same matrix
+    gives the same bits whatever the chunking. Two-pass variance, ddof = 1."""
+    v = np.where(valid[:, None, :], values, np.nan)
+    n = np.broadcast_to(valid.sum(axis=0), v.shape[1:])
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)      # all-NaN bins give NaN
+        mean = np.nansum(v, axis=0) / n
+        dev = v - mean
+        var = np.where(n > 1, np.nansum(dev * dev, axis=0) / (n - 1), np.nan)
+        median = np.nanmedian(v, axis=0) if len(v) else np.full(n.shape, np.nan)
+        std = np.sqrt(var)
+        sem = std / np.sqrt(n)
+    cols = {}
+    for c, name in enumerate(channels):
+        cols[f"{name}_mean"] = mean[c] * factor
+        cols[f"{name}_median"] = median[c] * factor
+        cols[f"{name}_std"] = std[c] * factor
+        cols[f"{name}_sem"] = sem[c] * factor
+        cols[f"{name}_n"] = n[c]
+    return pd.DataFrame(cols, index=pd.Index(list(offsets), name="offset"))
+
+
 def _factor(bam: Bam, options: Options) -> tuple[float, int | None]:
-    if options.normalize == "cpm":
-        size = library_size(bam, options.read_rules())
-        if size == 0:
-            raise BamcoverError(f"{bam.path}: no reads pass the filters; cannot normalise to CPM")
-        return 1e6 / size, size
-    return 1.0, None
+    """The normalisation factor (× ``scale_factor``) and the library size it used."""
+    if options.normalize == "none":
+        return options.scale_factor, None
+    size = library_size(bam, options.read_rules())
+    if size == 0:
+        raise BamcoverError(f"{bam.path}: no reads pass the filters; cannot normalise "
+                            f"to {options.normalize.upper()}")
+    # rpkm: per kb of the bin's bases; scale-regions values are already per base
+    per_kb = 1 if options.scale_regions else options.bin_size
+    per = 1e6 / size if options.normalize == "cpm" else 1e9 / (size * per_kb)
+    return per * options.scale_factor, size
 
 
 @dataclass
@@ -205,7 +253,9 @@ class Result:
 @dataclass
 class Counts:
     """Integer results for some rows: profile accumulators, and per-bin sums for
-    ``rows`` (sorted) when a matrix is wanted. Counts of disjoint row sets merge exactly."""
+    ``rows`` (sorted) when a matrix is wanted. Counts of disjoint row sets merge exactly.
+    Scale-regions mode: ``values`` are always present, float64 per-bin means (exact per
+    row, so they merge exactly too), and ``stats`` stays empty."""
 
     stats: _Stats
     rows: np.ndarray
@@ -227,15 +277,21 @@ class Counts:
 
 def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matrix: bool,
                   progress: bool = False) -> Counts:
-    """Count the prepared chunks (whose regions are all in sorted ``rows``)."""
+    """Count the prepared chunks (whose regions are all in sorted ``rows``). Scale-regions
+    values are float means: they are always kept (``stats`` stays empty) and the profile is
+    computed from the assembled matrix in :func:`finish`."""
     nch, nbins = len(options.channels), options.n_bins
     stats = _Stats(nch, nbins)
-    values = np.zeros((len(rows), nch, nbins), dtype=np.int32) if with_matrix else None
+    scaled = options.scale_regions
+    with_matrix = with_matrix or scaled
+    dtype = np.float64 if scaled else np.int32
+    values = np.zeros((len(rows), nch, nbins), dtype=dtype) if with_matrix else None
     valid = np.zeros((len(rows), nbins), dtype=bool) if with_matrix else None
     used = 0
     work = functools.partial(window_counts, options=options)
     for part in map_local(work, prep.chunks, options.n_processes, progress, "windows"):
-        stats.add(part.values, part.valid)
+        if not scaled:
+            stats.add(part.values, part.valid)
         used += part.reads
         if with_matrix:
             at = np.searchsorted(rows, part.rows)
@@ -248,19 +304,26 @@ def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
            options: Options, with_matrix: bool) -> Result:
     """Turn the counts of all rows into the profile and matrix tables."""
     factor, size = _factor(bam, options)
-    prof = counts.stats.frame(options.offsets, options.channels, factor)
     status = pd.Series(status, name="status")
     mat = None
-    if with_matrix:
+    if with_matrix or options.scale_regions:
         nreg, nch, nbins = len(regions), len(options.channels), options.n_bins
         if len(counts.rows) == nreg:
             values, valid = counts.values, counts.valid
         else:
-            values = np.zeros((nreg, nch, nbins), dtype=np.int32)
+            values = np.zeros((nreg, nch, nbins), dtype=counts.values.dtype)
             valid = np.zeros((nreg, nbins), dtype=bool)
             values[counts.rows], valid[counts.rows] = counts.values, counts.valid
+    if options.scale_regions:
+        prof = _matrix_stats(values, valid, options.offsets, options.channels, factor)
+    else:
+        prof = counts.stats.frame(options.offsets, options.channels, factor)
+    if with_matrix:
         mat = _matrix_frame(regions, status, values, valid, options, factor)
-    prof.attrs.update(bam=bam.path, normalize=options.normalize, library_size=size)
+    prof.attrs.update(bam=bam.path, normalize=options.normalize, library_size=size,
+                      units=units(options))
+    if mat is not None:
+        mat.attrs.update(units=units(options))
     return Result(prof, mat, status, size, counts.reads)
 
 
@@ -269,6 +332,7 @@ def compute(regions, bam, options: Options | None = None, *, with_matrix: bool =
     """Run the windows of ``regions`` over ``bam``: the profile, and the matrix if asked.
 
     Memory: O(chunk) for the profile; the matrix adds n_regions × channels × bins int32.
+    In scale-regions mode the float64 matrix is always held (the profile is computed from it).
     """
     options = _options(options, overrides)
     prep = _prepare(regions, bam, options)
@@ -279,8 +343,8 @@ def compute(regions, bam, options: Options | None = None, *, with_matrix: bool =
 
 def _matrix_frame(regions, status, values, valid, options, factor) -> pd.DataFrame:
     nch = len(options.channels)
-    if options.normalize == "none":
-        big = values.size and values.max() >= 2 ** 24
+    if options.normalize == "none" and options.scale_factor == 1:
+        big = options.scale_regions or (values.size and values.max() >= 2 ** 24)
         data = values.astype(np.float64 if big else np.float32)
     else:
         data = values * factor
@@ -415,5 +479,131 @@ def density_table(regs: pd.DataFrame, opened: Sequence[Bam], labels: Sequence[st
 
 
 def _stem(path) -> str:
-    name = os.path.basename(os.fspath(path))
-    return name[:-4] if name.endswith(".bam") else name
+    """A label from a file name: without directory, '.gz' and a known suffix."""
+    name = os.path.basename(os.fspath(path)).removesuffix(".gz")
+    stem, dot, ext = name.rpartition(".")
+    known = {"bam", "bed", "narrowpeak", "broadpeak", "bedgraph", "txt", "tsv"}
+    return stem if dot and ext.lower() in known else name
+
+
+# --- several samples, several region groups, controls -------------------------------------
+
+def units(options: Options, control: bool = False) -> str:
+    """What the values are in, for tables and axis labels."""
+    if control:
+        return "log2 ratio" if options.operation == "log2" else "difference"
+    unit = {"none": "reads", "cpm": "CPM", "rpkm": "RPKM"}[options.normalize]
+    return unit if options.scale_factor == 1 else f"{unit} × {options.scale_factor:g}"
+
+
+@dataclass
+class Coverage:
+    """A run over several samples and region groups.
+
+    ``profile`` is tidy (``sample, group, channel, offset, mean, median, std, sem, n``);
+    ``matrices[(sample, group)]`` is the wide matrix of that pair (see :func:`matrix`);
+    ``library_sizes[sample]`` the reads passing the filters (None when not needed).
+    """
+
+    profile: pd.DataFrame
+    matrices: dict[tuple[str, str], pd.DataFrame]
+    library_sizes: dict[str, int | None]
+    units: str
+
+    def matrix(self, sample: str, group: str) -> pd.DataFrame:
+        return self.matrices[(sample, group)]
+
+
+def _labelled(items, labels, what: str) -> dict[str, object]:
+    if isinstance(items, dict):
+        return {str(k): v for k, v in items.items()}
+    items = [items] if isinstance(items, (str, os.PathLike, pd.DataFrame)) or \
+        type(items).__name__ == "BedTool" else list(items)
+    if labels is None:
+        labels = [_stem(getattr(i, "fn", i)) if not isinstance(i, pd.DataFrame) else f"{what}{k}"
+                  for k, i in enumerate(items, 1)]
+    labels = list(labels)
+    if len(labels) != len(items):
+        raise BamcoverError(f"{len(labels)} {what} labels for {len(items)} {what}s")
+    if len(set(labels)) != len(labels):
+        raise BamcoverError(f"duplicate {what} labels {labels}; give distinct labels")
+    return dict(zip(labels, items, strict=True))
+
+
+def coverage(regions, bams, options: Options | None = None, *, labels=None,
+             group_labels=None, control=None, with_matrix: bool = True,
+             progress: bool = False, **overrides) -> Coverage:
+    """Profiles (and matrices) for every sample × region group in one call.
+
+    Parameters
+    ----------
+    regions
+        A region file/DataFrame/BedTool, or a list or ``{label: regions}`` dict of groups
+        (e.g. H3K4me3 peaks and H3K27me3 peaks). Labels default to file stems.
+    bams
+        A BAM path, or a list or ``{label: path}`` dict of samples.
+    control
+        A control BAM for every sample, or a ``{sample: control}`` dict: values become
+        ``log2((sample + p) / (control + p))`` or ``sample − control`` (``operation``,
+        ``pseudocount``), both normalised by ``normalize`` first; with ``normalize='none'``
+        the control is scaled to the sample's library size.
+    options, **overrides, progress
+        As for :func:`matrix`.
+
+    Returns
+    -------
+    :class:`Coverage`. Without a control, statistics come from exact integer sums (any
+    number of processes gives the same bits); with a control they are computed from the
+    matrices (mean, median, std ddof=1, sem, n over regions with a value), which are then
+    always held in memory.
+    """
+    from .formats import profile_from_matrices, tidy_profile
+
+    options = _options(options, overrides)
+    groups = _labelled(regions, group_labels, "group")
+    samples = _labelled(bams, labels, "sample")
+    controls = control if isinstance(control, dict) else {s: control for s in samples} \
+        if control is not None else {}
+    groups = {g: read_regions(r) if not isinstance(r, pd.DataFrame) or "line" not in r else r
+              for g, r in groups.items()}
+    opened = {s: open_bam(b) if not isinstance(b, Bam) else b for s, b in samples.items()}
+    profiles, matrices, sizes = [], {}, {}
+    for sample, bam in opened.items():
+        ctrl = controls.get(sample)
+        for group, regs in groups.items():
+            if ctrl is None:
+                res = compute(regs, bam, options, with_matrix=with_matrix, progress=progress)
+                profiles.append(tidy_profile(res.profile, sample, group))
+                if with_matrix:
+                    matrices[(sample, group)] = res.matrix
+            else:
+                mat, size = _versus_control(regs, bam, ctrl, options, progress)
+                matrices[(sample, group)] = mat
+                profiles.append(profile_from_matrices({(sample, group): mat}))
+            sizes[sample] = res.library_size if ctrl is None else size
+    prof = pd.concat(profiles, ignore_index=True)
+    unit = units(options, control=bool(controls))
+    prof.attrs["units"] = unit
+    for m in matrices.values():
+        m.attrs["units"] = unit
+    return Coverage(prof, matrices, sizes, unit)
+
+
+def _versus_control(regs, bam: Bam, control, options: Options, progress: bool
+                    ) -> tuple[pd.DataFrame, int]:
+    """The sample's matrix against its control's, both normalised."""
+    ctrl = control if isinstance(control, Bam) else open_bam(control)
+    raw = options.replace(normalize=options.normalize if options.normalize != "none"
+                          else "cpm", scale_factor=1.0)
+    sample = compute(regs, bam, raw, with_matrix=True, progress=progress)
+    base = compute(regs, ctrl, raw, with_matrix=True, progress=progress)
+    a = sample.matrix.to_numpy(np.float64)
+    b = base.matrix.to_numpy(np.float64)
+    if options.normalize == "none":     # CPM × sample library / 10⁶: the sample's reads
+        a, b = a * sample.library_size / 1e6, b * sample.library_size / 1e6
+    a, b = a * options.scale_factor, b * options.scale_factor
+    p = options.pseudocount
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.log2((a + p) / (b + p)) if options.operation == "log2" else a - b
+    out = pd.DataFrame(values, index=sample.matrix.index, columns=sample.matrix.columns)
+    return out, sample.library_size

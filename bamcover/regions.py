@@ -198,3 +198,30 @@ def windows(regions: pd.DataFrame, options: Options, source: str = "regions"
     flip = (regions["strand"].to_numpy() == "-") & options.orient
     start = np.where(flip, ref - options.window_downstream + 1, ref - options.window_upstream)
     return start.astype(np.int64), flip
+
+
+def window_bounds(regions: pd.DataFrame, options: Options, source: str = "regions"
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Genomic ``[start, end)`` of each region's window and whether it is read right-to-left.
+
+    Reference-point mode: the fixed-length windows of :func:`windows`. Scale-regions mode:
+    the body ``[start, end)`` with ``upstream`` bases on its 5' side and ``downstream`` on
+    its 3' side, i.e. ``[start - U, end + D)``, or ``[start - D, end + U)`` on '-' regions
+    read 5'→3' (``orient``); windows then vary in length.
+    """
+    if not options.scale_regions:
+        start, flip = windows(regions, options, source)
+        return start, start + options.window_length, flip
+    flip = (regions["strand"].to_numpy() == "-") & options.orient
+    left, right = flank_lengths(flip, options)
+    start = regions["start"].to_numpy(np.int64) - left
+    end = regions["end"].to_numpy(np.int64) + right
+    return start, end, flip
+
+
+def flank_lengths(flip: np.ndarray, options: Options) -> tuple[np.ndarray, np.ndarray]:
+    """Scale-regions mode: bases of the unscaled flank left and right of each body in
+    genomic order (upstream is on the right of flipped windows)."""
+    up, down = options.window_upstream, options.window_downstream
+    return (np.where(flip, down, up).astype(np.int64),
+            np.where(flip, up, down).astype(np.int64))

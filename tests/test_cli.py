@@ -95,7 +95,10 @@ def test_missing_and_malformed_inputs(tmp_path):
     bed.write_text("")
     _bad(tmp_path, bed, SE_CHIP, match="bad.bed: no regions")
     _bad(tmp_path, SUMMITS, tmp_path / "none.bam", match="none.bam: no such file")
-    _bad(tmp_path, SUMMITS, SUMMITS, match="ctcf_summits.bed: not a readable BAM file")
+    _bad(tmp_path, SUMMITS, SUMMITS, match="give at least one region file and one BAM")
+    fake = tmp_path / "fake.bam"
+    fake.write_text("chr22\t1\t2\n")
+    _bad(tmp_path, SUMMITS, fake, match="fake.bam: not a readable BAM file")
     _bad(tmp_path, SUMMITS, SE_CHIP, "-b", 0, match="--bin-size must be > 0")
     _bad(tmp_path, SUMMITS, SE_CHIP, "-u", 0, "-d", 0, match="window has length 0")
 
