@@ -297,3 +297,111 @@ cdef class BamReader:
         if ret < -1:
             raise OSError(f"{self.path}: corrupt or truncated BAM (htslib error {ret})")
         return total
+
+
+# --- per-bin sums and profile accumulators (the numpy versions are the fallback) ------------
+
+def window_sums(const int64_t[::1] cum_a, object cum_b_obj, const int64_t[::1] ws,
+                const int64_t[::1] cs, const int64_t[::1] ce, const int64_t[::1] off,
+                const uint8_t[::1] flip, const uint8_t[::1] minus, int64_t size,
+                int64_t nbins, int64_t length, int32_t[:, :, ::1] out, uint8_t[:, ::1] valid):
+    """Bin sums of every window from cumulative coverage, oriented, in one pass.
+
+    ``cum_a`` is the cumulative coverage of all records (or of forward records when
+    ``cum_b`` — reverse records — is given: then channel 0 is sense, 1 antisense, by
+    ``minus``). Window i's bin k covers genomic [ws+k·size, ws+(k+1)·size); slot of a
+    genomic position p is clip(p, cs, ce) + off. Bins with a base off the chromosome are 0
+    and not valid. Returns the largest sum (to check int32 range)."""
+    cdef const int64_t[::1] cum_b
+    cdef int two = cum_b_obj is not None
+    if two:
+        cum_b = cum_b_obj
+    cdef Py_ssize_t n = ws.shape[0], i, k, j
+    cdef int64_t a, b, pa, pb, va, vb, lo, hi, o, top = 0
+    with nogil:
+        for i in range(n):
+            lo, hi, o = cs[i], ce[i], off[i]
+            for k in range(nbins):
+                j = nbins - 1 - k if flip[i] else k
+                a = ws[i] + k * size
+                b = a + size
+                if a < 0 or b > length:
+                    valid[i, j] = 0
+                    out[i, 0, j] = 0
+                    if two:
+                        out[i, 1, j] = 0
+                    continue
+                valid[i, j] = 1
+                pa = (lo if a < lo else (hi if a > hi else a)) + o
+                pb = (lo if b < lo else (hi if b > hi else b)) + o
+                va = cum_a[pb] - cum_a[pa]
+                if two:
+                    vb = cum_b[pb] - cum_b[pa]
+                    if minus[i]:
+                        va, vb = vb, va
+                    out[i, 1, j] = <int32_t> vb
+                    if vb > top:
+                        top = vb
+                out[i, 0, j] = <int32_t> va
+                if va > top:
+                    top = va
+    return top
+
+
+def accumulate(const int32_t[:, :, ::1] values, const uint8_t[:, ::1] valid,
+               int64_t[::1] n, int64_t[:, ::1] total, int64_t[:, ::1] sumsq,
+               int32_t[:, ::1] hist):
+    """Add regions' valid bin values to per-bin counts, sums, sums of squares and a dense
+    histogram ``hist[value, cell]`` (cell = channel·bins + bin; all values < its height).
+    Value-major, so neighbouring bins of a window, whose values are alike, hit nearby
+    counters."""
+    cdef Py_ssize_t r = values.shape[0], c = values.shape[1], nb = values.shape[2]
+    cdef Py_ssize_t i, ch, k
+    cdef int64_t v
+    with nogil:
+        for i in range(r):
+            for k in range(nb):
+                if not valid[i, k]:
+                    continue
+                n[k] += 1
+                for ch in range(c):
+                    v = values[i, ch, k]
+                    total[ch, k] += v
+                    sumsq[ch, k] += v * v
+                    hist[v, ch * nb + k] += 1
+
+
+def cumulative(const int64_t[::1] s, const int64_t[::1] e, const uint8_t[::1] rev,
+               int which, const int64_t[::1] bstart, const int64_t[::1] bend,
+               const int64_t[::1] base, int64_t total):
+    """Cumulative coverage over blocks laid end to end (``total`` slots, one spare per
+    block): ``cum[i]`` = coverage summed over slots before i, by the intervals [s, e)
+    (``which``: -1 all, 0 forward, 1 reverse records), each clipped to every block it
+    overlaps."""
+    out = np.zeros(total + 1, dtype=np.int64)
+    cdef int64_t[::1] cum = out
+    cdef Py_ssize_t n = s.shape[0], nblocks = bstart.shape[0], i, k, lo, hi, mid
+    cdef int64_t a, b, run = 0, acc = 0
+    with nogil:
+        for i in range(n):
+            if which >= 0 and rev[i] != which:
+                continue
+            lo, hi = 0, nblocks          # first block whose end > s[i]
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if bend[mid] <= s[i]:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            k = lo
+            while k < nblocks and bstart[k] < e[i]:
+                a = s[i] if s[i] > bstart[k] else bstart[k]
+                b = e[i] if e[i] < bend[k] else bend[k]
+                cum[a - bstart[k] + base[k] + 1] += 1    # difference array, shifted by one
+                cum[b - bstart[k] + base[k] + 1] -= 1
+                k += 1
+        for i in range(1, total + 1):   # coverage, then its running sum, in one pass
+            run += cum[i]                # coverage of slot i-1
+            acc += run
+            cum[i] = acc
+    return out

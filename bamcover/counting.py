@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import reads
 from .options import Options
 from .reads import Bam, intervals
 from .regions import flank_lengths
@@ -173,6 +174,8 @@ def window_counts(chunk: Chunk, options: Options) -> ChunkCounts:
         return scaled_counts(chunk, options)
     length, size, nbins = chunk.length, options.bin_size, options.n_bins
     blocks = _blocks(chunk, options)
+    if reads._kernel is not None:
+        return _compiled_window_counts(chunk, options, blocks)
     edges = chunk.starts[:, None] + size * np.arange(nbins + 1)
     valid = (edges[:, :-1] >= 0) & (edges[:, 1:] <= length)
     pos = blocks.index(edges)
@@ -189,6 +192,27 @@ def window_counts(chunk: Chunk, options: Options) -> ChunkCounts:
     sums[flip] = sums[flip][:, :, ::-1]
     valid[flip] = valid[flip][:, ::-1]
     return ChunkCounts(chunk.rows, sums.astype(np.int32), valid, len(blocks.s))
+
+
+def _compiled_window_counts(chunk: Chunk, options: Options, blocks: _Blocks) -> ChunkCounts:
+    """The same sums as the numpy path, from the kernel's one-pass loop."""
+    n, nbins = len(chunk.starts), options.n_bins
+
+    def cum(which: int) -> np.ndarray:
+        return reads._kernel.cumulative(blocks.s, blocks.e, blocks.rev, which, blocks.bstart,
+                                        blocks.bend, blocks.base, blocks.total)
+
+    cum_a, cum_b = (cum(0), cum(1)) if options.strand_wise else (cum(-1), None)
+    values = np.empty((n, 2 if options.strand_wise else 1, nbins), dtype=np.int32)
+    valid = np.empty((n, nbins), dtype=np.uint8)
+    off = blocks.base[blocks.block] - blocks.bstart[blocks.block]
+    top = reads._kernel.window_sums(
+        cum_a, cum_b, np.ascontiguousarray(chunk.starts, np.int64), blocks.cs, blocks.ce, off,
+        chunk.flip.astype(np.uint8), chunk.minus.astype(np.uint8), options.bin_size, nbins,
+        chunk.length, values, valid)
+    if top > INT32_MAX:
+        raise OverflowError("a bin sum exceeds 2^31; use a smaller --bin-size")
+    return ChunkCounts(chunk.rows, values, valid.view(bool), len(blocks.s))
 
 
 def scaled_edges(starts: np.ndarray, ends: np.ndarray, flip: np.ndarray, options: Options

@@ -32,6 +32,12 @@ STATUS_MISSING = "missing"               # its cluster chunk failed (permissive 
 STATUS_EMPTY = "empty_region"            # scale-regions: start == end, the body bins are NaN
 
 
+def reads_kernel():
+    """The compiled kernel module, or None (pure numpy/pysam fallback)."""
+    from . import reads
+    return reads._kernel
+
+
 def _options(options: Options | None, overrides: dict) -> Options:
     options = options or Options()
     return options.replace(**overrides) if overrides else options
@@ -93,7 +99,12 @@ def _chunk_bases(options: Options, sizes: np.ndarray) -> int:
 
 class _Stats:
     """Streaming per-bin statistics over regions: counts, sums, sums of squares and a
-    histogram of values (for exact medians), all integers."""
+    histogram of values (for exact medians), all integers.
+
+    The histogram is dense (cell × value, grown as larger values arrive) while it stays
+    small, which the compiled kernel fills in one pass; otherwise sparse (sorted keys)."""
+
+    DENSE_LIMIT = 1 << 27            # cells × values held densely (int32 counts)
 
     def __init__(self, channels: int, bins: int):
         self.shape = (channels, bins)
@@ -102,26 +113,41 @@ class _Stats:
         self.sumsq = np.zeros(self.shape, dtype=np.int64)
         self._keys: list[np.ndarray] = []
         self._counts: list[np.ndarray] = []
+        self._dense: np.ndarray | None = None
+
+    def _dense_for(self, top: int) -> np.ndarray | None:
+        """The dense histogram (values × cells), at least ``top`` values high, or None."""
+        ncells = self.shape[0] * self.shape[1]
+        height = 0 if self._dense is None else self._dense.shape[0]
+        if top <= height:
+            return self._dense
+        height = max(top, 2 * height, 64)
+        if ncells * height > self.DENSE_LIMIT:
+            return None
+        grown = np.zeros((height, ncells), dtype=np.int32)
+        if self._dense is not None:
+            grown[:self._dense.shape[0]] = self._dense
+        self._dense = grown
+        return grown
 
     def add(self, values: np.ndarray, valid: np.ndarray) -> None:
         """Add regions' per-bin integer values (n, channels, bins); invalid bins are 0."""
+        top = int(values.max()) + 1 if values.size else 1
+        kernel = reads_kernel()
+        dense = self._dense_for(top) if kernel is not None and values.dtype == np.int32 \
+            else None
+        if dense is not None:
+            kernel.accumulate(np.ascontiguousarray(values),
+                              np.ascontiguousarray(valid).view(np.uint8),
+                              self.n, self.sum, self.sumsq, dense)
+            return
         v = values.astype(np.int64)        # invalid bins hold 0, so sums need no mask
         self.n += valid.sum(axis=0)
         self.sum += v.sum(axis=0)
         self.sumsq += np.einsum("ijk,ijk->jk", v, v)
-        ncells = self.shape[0] * self.shape[1]
-        top = int(v.max()) + 1 if v.size else 1
-        cell = np.arange(ncells, dtype=np.int64).reshape(self.shape)[None]
-        if ncells * top <= 1 << 26:       # small integers: a dense histogram, no sort
-            hist = np.bincount((cell * top + v).ravel(), minlength=ncells * top)
-            if not valid.all():            # take the invalid bins' zeros out again
-                bad = np.broadcast_to(~valid[:, None, :], v.shape)
-                hist -= np.bincount((cell * top + v)[bad], minlength=ncells * top)
-            nz = np.flatnonzero(hist)
-            k, c = ((nz // top) << 32) | (nz % top), hist[nz]
-        else:
-            keys = ((cell << 32) | v)[np.broadcast_to(valid[:, None, :], v.shape)]
-            k, c = np.unique(keys, return_counts=True)
+        cell = np.arange(self.shape[0] * self.shape[1], dtype=np.int64).reshape(self.shape)
+        keys = ((cell[None] << 32) | v)[np.broadcast_to(valid[:, None, :], v.shape)]
+        k, c = np.unique(keys, return_counts=True)
         self._keys.append(k)
         self._counts.append(c)
         if len(self._keys) >= 64:
@@ -129,6 +155,7 @@ class _Stats:
 
     def merge(self, other: _Stats) -> None:
         """Add another accumulator's counts (exact: integers only)."""
+        other._compact()
         self.n += other.n
         self.sum += other.sum
         self.sumsq += other.sumsq
@@ -153,6 +180,12 @@ class _Stats:
         return new
 
     def _compact(self) -> None:
+        if self._dense is not None:
+            value, cell = np.nonzero(self._dense)
+            order = np.lexsort((value, cell))
+            self._keys.append((cell[order].astype(np.int64) << 32) | value[order])
+            self._counts.append(self._dense[value, cell][order].astype(np.int64))
+            self._dense = None
         if len(self._keys) <= 1:
             return
         keys = np.concatenate(self._keys)

@@ -48,8 +48,9 @@ def test_compiled_kernel_equals_pysam_fallback(monkeypatch):
     assert reads.KERNEL.startswith("htslib"), "setup-env should build the compiled kernel"
     regs = read_regions(STRANDED).iloc[:150]
     for bam, extra in ((SE_CHIP, {"min_mapq": 1}), (PE_CHIP, {"pairs": True, "shift": 3})):
-        fast = bamcover.matrix(regs, str(bam), processes=1, **OPTS, **extra)
-        monkeypatch.setattr(reads, "_kernel", None)
-        slow = bamcover.matrix(regs, str(bam), processes=1, **OPTS, **extra)
+        fast = bamcover.profiles.compute(regs, str(bam), processes=1, **OPTS, **extra)
+        monkeypatch.setattr(reads, "_kernel", None)    # numpy counting, sparse medians, pysam
+        slow = bamcover.profiles.compute(regs, str(bam), processes=1, **OPTS, **extra)
         monkeypatch.undo()
-        np.testing.assert_array_equal(fast.to_numpy(), slow.to_numpy())
+        np.testing.assert_array_equal(fast.matrix.to_numpy(), slow.matrix.to_numpy())
+        pd.testing.assert_frame_equal(fast.profile, slow.profile, check_exact=True)
