@@ -114,6 +114,7 @@ class _Stats:
         self._keys: list[np.ndarray] = []
         self._counts: list[np.ndarray] = []
         self._dense: np.ndarray | None = None
+        self.reads = 0
 
     def _dense_for(self, top: int) -> np.ndarray | None:
         """The dense histogram (values × cells), at least ``top`` values high, or None."""
@@ -159,8 +160,14 @@ class _Stats:
         self.n += other.n
         self.sum += other.sum
         self.sumsq += other.sumsq
-        self._keys += other._keys
-        self._counts += other._counts
+        for keys, counts in zip(other._keys, other._counts, strict=True):
+            value = keys & 0xFFFFFFFF
+            dense = self._dense_for(int(value.max()) + 1) if keys.size else None
+            if dense is not None:           # keys are unique: plain fancy-index add
+                dense[value, keys >> 32] += counts.astype(np.int32)
+            else:
+                self._keys.append(keys)
+                self._counts.append(counts)
         if len(self._keys) >= 64:
             self._compact()
 
@@ -308,6 +315,16 @@ class Counts:
                    arrays.get("valid"), int(arrays["reads"]))
 
 
+def _chunk_stats(chunk, options: Options) -> _Stats:
+    """One chunk's profile accumulators (compact: sparse histogram), for pool workers."""
+    part = window_counts(chunk, options)
+    stats = _Stats(len(options.channels), options.n_bins)
+    stats.add(part.values, part.valid)
+    stats._compact()
+    stats.reads = part.reads
+    return stats
+
+
 def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matrix: bool,
                   progress: bool = False) -> Counts:
     """Count the prepared chunks (whose regions are all in sorted ``rows``). Scale-regions
@@ -321,6 +338,14 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
     values = np.zeros((len(rows), nch, nbins), dtype=dtype) if with_matrix else None
     valid = np.zeros((len(rows), nbins), dtype=bool) if with_matrix else None
     used = 0
+    if not with_matrix and options.n_processes > 1 and len(prep.chunks) > 1:
+        # profile only, in a pool: workers reduce their chunks to sparse histograms, so
+        # the parent merges small integer tables instead of regions × bins values
+        work = functools.partial(_chunk_stats, options=options)
+        for part in map_local(work, prep.chunks, options.n_processes, progress, "windows"):
+            stats.merge(part)
+            used += part.reads
+        return Counts(stats, rows, None, None, used)
     work = functools.partial(window_counts, options=options)
     for part in map_local(work, prep.chunks, options.n_processes, progress, "windows"):
         if not scaled:

@@ -54,3 +54,12 @@ def test_compiled_kernel_equals_pysam_fallback(monkeypatch):
         monkeypatch.undo()
         np.testing.assert_array_equal(fast.matrix.to_numpy(), slow.matrix.to_numpy())
         pd.testing.assert_frame_equal(fast.profile, slow.profile, check_exact=True)
+
+
+def test_profile_only_pool_path_equals_matrix_run():
+    """Without a matrix, pool workers send sparse histograms instead of values."""
+    base = bamcover.profiles.compute(STRANDED, str(SE_CHIP), processes=1, **OPTS).profile
+    for processes, chunk in ((2, 2000), (2, 50_000), (1, 2000)):
+        prof = bamcover.profile(STRANDED, str(SE_CHIP), processes=processes, chunk_bases=chunk,
+                                **OPTS)
+        pd.testing.assert_frame_equal(prof, base, check_exact=True)
