@@ -16,7 +16,7 @@ from . import __version__, cluster
 from .errors import BamcoverError
 from .options import DEFAULT_FLAG_EXCLUDE, TN5_SHIFT, Options
 from .outputs import check_writable, provenance, write_provenance, write_table
-from .profiles import STATUS_MISSING, STATUS_OFF, STATUS_UNKNOWN, compute, coverage, density
+from .profiles import STATUS_MISSING, STATUS_OFF, STATUS_UNKNOWN, _stem, compute, coverage, density
 from .reads import open_bam
 from .regions import read_regions
 from .tasks import DEFAULT_WORKDIR, SlurmExecutor, find, list_tasks
@@ -180,11 +180,34 @@ def _summarise(status: pd.Series, regions: pd.DataFrame, bam) -> None:
                     empty.sum())
 
 
-def matrix_table(mat: pd.DataFrame) -> pd.DataFrame:
-    """The matrix as a flat table: chrom start end name strand channel status, then bins."""
-    flat = mat.reset_index()
-    return flat[["chrom", "start", "end", "name", "strand", "channel", "status",
-                 *mat.columns]].rename(columns=str)
+def write_matrices(matrices: dict, path: str | None, options: Options,
+                   long_path: str | None = None) -> None:
+    """Matrices by suffix: ``.mat.gz`` deepTools computeMatrix format, ``.cdt`` JavaTreeView,
+    else a flat table (``sample group`` columns first when there are several); and the tidy
+    long table at ``long_path``."""
+    from . import formats
+
+    if path:
+        if path.endswith(".mat.gz"):
+            if options.scale_regions:
+                raise BamcoverError(f"{path}: deepTools export of scale-regions matrices is "
+                                    "not supported; write .tsv/.parquet")
+            formats.write_deeptools_matrix(matrices, path,
+                                           reference_point=options.reference_point)
+        elif path.removesuffix(".gz").endswith(".cdt"):
+            if len(matrices) != 1:
+                raise BamcoverError(f"{path}: a CDT holds one matrix; run one BAM and one "
+                                    "region file, or write .tsv/.parquet")
+            formats.write_cdt(next(iter(matrices.values())), path)
+        elif len(matrices) == 1:
+            write_table(formats.matrix_table(next(iter(matrices.values()))), path)
+        else:
+            flat = pd.concat([formats.matrix_table(m).assign(sample=s, group=g)
+                              for (s, g), m in matrices.items()], ignore_index=True)
+            first = ["sample", "group"]
+            write_table(flat[first + [c for c in flat.columns if c not in first]], path)
+    if long_path:
+        write_table(formats.tidy_matrix(matrices), long_path)
 
 
 @main.command()
@@ -193,7 +216,11 @@ def matrix_table(mat: pd.DataFrame) -> pd.DataFrame:
 @click.option("--output", "-o", default="-", show_default=True,
               help="Profile table (.tsv, .csv, .gz, .parquet); '-' is stdout.")
 @click.option("--matrix", "matrix_path", default=None,
-              help="Also write the per-region matrix (.tsv, .gz, .parquet).")
+              help="Also write the per-region matrix: .tsv, .gz, .parquet, .mat.gz (deepTools "
+                   "computeMatrix format) or .cdt (JavaTreeView).")
+@click.option("--long", "long_path", default=None,
+              help="Also write the matrix as a tidy long table (.tsv, .gz, .parquet): one row "
+                   "per region x sample x channel x bin.")
 @click.option("--reference-point", type=click.Choice(["start", "end", "center", "summit"]),
               default="center", show_default=True)
 @click.option("--upstream", "-u", type=int, default=2000, show_default=True)
@@ -225,7 +252,7 @@ def matrix_table(mat: pd.DataFrame) -> pd.DataFrame:
 @read_options
 @slurm_options
 @handle_errors
-def profile(inputs, output, matrix_path, reference_point, upstream, downstream,
+def profile(inputs, output, matrix_path, long_path, reference_point, upstream, downstream,
             bin_size, no_orient, normalize, scale_factor, labels, group_labels, control,
             operation, pseudocount, quiet, slurm, jobs, workdir, no_wait, **kw):
     """Coverage around each region of the REGIONS files (BED/narrowPeak; several files are
@@ -240,8 +267,11 @@ def profile(inputs, output, matrix_path, reference_point, upstream, downstream,
                        pseudocount=pseudocount, scale_regions=kw.pop("scale_regions"),
                        body_length=kw.pop("body_length"))
     options.warn_rounding()
-    for path in (output, matrix_path):
+    for path in (output, matrix_path, long_path):
         check_writable(path)
+    if long_path and slurm:
+        raise BamcoverError("--long is not available with --slurm; use --matrix and "
+                            "bamcover.formats.tidy_matrix")
     if quiet:
         log.setLevel(logging.WARNING)
     bams = [p for p in inputs if p.lower().endswith(".bam")]
@@ -252,7 +282,7 @@ def profile(inputs, output, matrix_path, reference_point, upstream, downstream,
         if slurm:
             raise BamcoverError("--slurm runs one region file and one BAM per task; "
                                 "submit one task per sample")
-        _profile_many(region_files, bams, options, output, matrix_path, labels,
+        _profile_many(region_files, bams, options, output, matrix_path, long_path, labels,
                       group_labels, control, quiet)
         return
     regs = read_regions(region_files[0])
@@ -264,10 +294,11 @@ def profile(inputs, output, matrix_path, reference_point, upstream, downstream,
                                       outputs=outputs)
         _finish_task(task, no_wait, quiet, permissive=False, outputs=outputs)
         return
-    result = compute(regs, bam_, options, with_matrix=matrix_path is not None,
+    result = compute(regs, bam_, options, with_matrix=bool(matrix_path or long_path),
                      progress=not quiet)
-    _write_profile(result, regs, bam_, output, matrix_path)
-    _record([output, matrix_path], [*region_files, bam_.path, bam_.index], options,
+    _write_profile(result, regs, bam_, output, matrix_path, options, long_path,
+                   key=(_stem(bam_.path), _stem(region_files[0])))
+    _record([output, matrix_path, long_path], [*region_files, bam_.path, bam_.index], options,
             {bam_.name: result.library_size})
 
 
@@ -287,8 +318,8 @@ def _split(text: str | None) -> list[str] | None:
     return text.split(",") if text else None
 
 
-def _profile_many(region_files, bams, options, output, matrix_path, labels, group_labels,
-                  control, quiet) -> None:
+def _profile_many(region_files, bams, options, output, matrix_path, long_path, labels,
+                  group_labels, control, quiet) -> None:
     controls = _split(control)
     samples = _split(labels) or [os.path.basename(b)[:-4] for b in bams]
     if controls and len(controls) not in (1, len(bams)):
@@ -298,18 +329,12 @@ def _profile_many(region_files, bams, options, output, matrix_path, labels, grou
                             strict=False))
     result = coverage(region_files, bams, options, labels=samples,
                       group_labels=_split(group_labels), control=controls,
-                      with_matrix=matrix_path is not None or bool(controls),
+                      with_matrix=bool(matrix_path or long_path or controls),
                       progress=not quiet)
-    if matrix_path:
-        parts = [matrix_table(m).assign(sample=s, group=g)
-                 for (s, g), m in result.matrices.items()]
-        flat = pd.concat(parts, ignore_index=True)
-        flat = flat[["sample", "group", *[c for c in flat.columns if c not in ("sample",
-                                                                                "group")]]]
-        write_table(flat, matrix_path)
+    write_matrices(result.matrices, matrix_path, options, long_path)
     write_table(result.profile, output)
     ctrl = list(controls.values()) if controls else []
-    _record([output, matrix_path], [*region_files, *bams, *ctrl], options,
+    _record([output, matrix_path, long_path], [*region_files, *bams, *ctrl], options,
             result.library_sizes)
 
 
@@ -317,12 +342,13 @@ def _abs(path):
     return None if path is None or path == "-" else os.path.abspath(path)
 
 
-def _write_profile(result, regs, bam_, output, matrix_path) -> None:
+def _write_profile(result, regs, bam_, output, matrix_path, options, long_path=None,
+                   key=("sample", "regions")) -> None:
     _summarise(result.status, regs, bam_)
     if result.library_size is not None:
         log.info("library size: %d reads pass the filters in %s", result.library_size, bam_.name)
-    if matrix_path:
-        write_table(matrix_table(result.matrix), matrix_path)
+    if result.matrix is not None:
+        write_matrices({key: result.matrix}, matrix_path, options, long_path)
     write_table(result.profile, output or "-", index=True)
 
 
@@ -346,7 +372,8 @@ def _collect_and_write(task, permissive: bool, outputs: dict) -> None:
         status = result.filter(regex="status$").iloc[:, 0]
     else:
         _write_profile(result, regs, open_bam(meta["bam"]), outputs.get("output"),
-                       outputs.get("matrix"))
+                       outputs.get("matrix"), Options(**meta["options"]),
+                       key=(_stem(meta["bam"]), "regions"))
         status = result.status
     _record(list(outputs.values()), [i["path"] for i in task.manifest["inputs"]],
             None, {}, task=task.id, task_options=meta.get("options"))
@@ -490,14 +517,42 @@ def clean(task, workdir):
 
 # --- figures -----------------------------------------------------------------------------
 
-def _load_plot_inputs(inputs, labels):
-    """The files to plot, combined (one sample per single-sample file)."""
+def _load_plot_inputs(inputs, labels, kw):
+    """The files to plot, combined (one sample per single-sample file); or, when INPUTS
+    are region files and BAMs, the matrices of a fresh run with the given options."""
     from .formats import load
 
     names = labels.split(",") if labels else None
+    bams = [p for p in inputs if p.lower().endswith(".bam")]
+    run = {k: kw.pop(k) for k in ("reference_point", "upstream", "downstream", "bin_size",
+                                  "normalize")}
+    quiet = kw.pop("quiet")
+    if bams:
+        regions = [p for p in inputs if not p.lower().endswith(".bam")]
+        if not regions:
+            raise BamcoverError("a fresh run needs region files besides the BAMs")
+        options = _options(kw, **run)
+        return coverage(regions, bams, options, labels=names, progress=not quiet).matrices
     if names is not None and len(names) != len(inputs):
         raise BamcoverError(f"--labels gives {len(names)} labels for {len(inputs)} files")
     return load(list(inputs), sample=names)
+
+
+def fresh_run_options(func):
+    """Window options for plotting straight from REGIONS and BAMs (see 'bamcover profile')."""
+    opts = [
+        click.option("--reference-point", type=click.Choice(["start", "end", "center",
+                                                             "summit"]),
+                     default="center", show_default=True),
+        click.option("--upstream", "-u", type=int, default=2000, show_default=True),
+        click.option("--downstream", "-d", type=int, default=2000, show_default=True),
+        click.option("--bin-size", "-b", type=int, default=10, show_default=True),
+        click.option("--normalize", type=click.Choice(["none", "cpm", "rpkm"]),
+                     default="none", show_default=True),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return read_options(func)
 
 
 def plot_options(func):
@@ -533,6 +588,7 @@ def plot():
 @plot.command(name="profile")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @plot_options
+@fresh_run_options
 @click.option("--band", type=click.Choice(["sem", "ci95", "none"]), default="sem",
               show_default=True,
               help="Shaded band: mean ± s.e.m., or bootstrap 95% CI over regions "
@@ -545,14 +601,15 @@ def plot():
               help="Rolling mean over this many bins.")
 @handle_errors
 def plot_profile(inputs, output, labels, reference_label, kb, units, title, dpi, band,
-                 n_boot, seed, smooth):
-    """Average coverage profile of INPUTS: one line per sample × group (strand-wise:
-    sense solid, antisense dashed)."""
+                 n_boot, seed, smooth, **kw):
+    """Average coverage profile of INPUTS — files bamcover wrote, deepTools .mat.gz, or
+    REGIONS... BAM... for a fresh run: one line per sample × group (strand-wise: sense
+    solid, antisense dashed)."""
     from .plotting import check_figure_path, save
     from .plotting import profile as draw_profile
 
     check_figure_path(output)
-    data = _load_plot_inputs(inputs, labels)
+    data = _load_plot_inputs(inputs, labels, kw)
     fig = draw_profile(data, band=None if band == "none" else band, n_boot=n_boot, seed=seed,
                        smooth=smooth, reference_label=reference_label, kb=kb, title=title,
                        units=units)
@@ -563,6 +620,7 @@ def plot_profile(inputs, output, labels, reference_label, kb, units, title, dpi,
 @plot.command(name="heatmap")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @plot_options
+@fresh_run_options
 @click.option("--sort", type=click.Choice(["mean", "keep", "kmeans"]), default="mean",
               show_default=True,
               help="Row order: mean coverage (descending, over all samples), input order, or "
@@ -581,14 +639,15 @@ def plot_profile(inputs, output, labels, reference_label, kb, units, title, dpi,
 @click.option("--no-profile", is_flag=True, help="No average profile above the panels.")
 @handle_errors
 def plot_heatmap(inputs, output, labels, reference_label, kb, units, title, dpi, sort,
-                 clusters, seed, sort_using, independent_scale, vmin, vmax, cmap, no_profile):
-    """Per-region heatmaps of INPUTS (matrix files or deepTools .mat.gz), one panel per
-    sample, regions in the same order in every panel."""
+                 clusters, seed, sort_using, independent_scale, vmin, vmax, cmap, no_profile,
+                 **kw):
+    """Per-region heatmaps of INPUTS (matrix files, deepTools .mat.gz, or REGIONS... BAM...
+    for a fresh run), one panel per sample, regions in the same order in every panel."""
     from .plotting import check_figure_path, save
     from .plotting import heatmap as draw_heatmap
 
     check_figure_path(output)
-    data = _load_plot_inputs(inputs, labels)
+    data = _load_plot_inputs(inputs, labels, kw)
     fig = draw_heatmap(data, sort=sort, k=clusters, seed=seed,
                        sort_using=list(sort_using) or None,
                        shared_scale=not independent_scale, vmin=vmin, vmax=vmax, cmap=cmap,

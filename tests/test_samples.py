@@ -114,3 +114,33 @@ def test_cli_control_and_rpkm(tmp_path):
     assert p.loc[0, "mean"] > 2
     record = json.loads((tmp_path / "r.tsv.provenance.json").read_text())
     assert record["library_sizes"] == {"ctcf_se_chip": _library(SE_CHIP)}
+
+
+def test_cli_matrix_formats_by_suffix(tmp_path):
+    """--matrix .mat.gz is deepTools' format, .cdt JavaTreeView; --long the tidy table."""
+    args = ["profile", str(SUMMITS), str(SE_CHIP), "-f", "200", "-b", "10", "-u", "300",
+            "-d", "300", "-q", "-o", str(tmp_path / "p.tsv")]
+    for extra in (["--matrix", str(tmp_path / "m.mat.gz"), "--long", str(tmp_path / "l.tsv")],
+                  ["--matrix", str(tmp_path / "m.cdt")]):
+        res = CliRunner().invoke(main, args + extra)
+        assert res.exit_code == 0, res.stderr
+    api = bamcover.matrix(SUMMITS, str(SE_CHIP), fragment_size=200, bin_size=10,
+                          upstream=300, downstream=300)
+    mats, meta = bamcover.formats.read_deeptools_matrix(tmp_path / "m.mat.gz")
+    (key, dt), = mats.items()
+    np.testing.assert_allclose(dt.to_numpy(), api.to_numpy(np.float64), rtol=1e-6)
+    long = pd.read_csv(tmp_path / "l.tsv", sep="\t")
+    assert len(long) == 730 * 60 and long["value"].sum() == api.to_numpy(np.float64).sum()
+    lines = (tmp_path / "m.cdt").read_text().splitlines()
+    assert lines[0].split("\t")[:5] == ["GID", "UNIQID", "NAME", "GWEIGHT", "-300"]
+    assert lines[1].startswith("EWEIGHT") and len(lines) == 2 + 730
+
+
+def test_plot_from_a_fresh_run(tmp_path):
+    out = tmp_path / "h.png"
+    res = CliRunner().invoke(main, ["plot", "heatmap", str(SUMMITS), str(SE_CHIP), str(SE_CTRL),
+                                    "-f", "200", "-u", "500", "-d", "500", "-o", str(out), "-q"])
+    assert res.exit_code == 0, res.stderr
+    assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 20_000
+    record = json.loads((tmp_path / "h.png.provenance.json").read_text())
+    assert record["command"]["parameters"]["fragment_size"] == 200
