@@ -156,7 +156,7 @@ class _Stats:
 
     def merge(self, other: _Stats) -> None:
         """Add another accumulator's counts (exact: integers only)."""
-        other._compact()
+        other._compact(sort=False)
         self.n += other.n
         self.sum += other.sum
         self.sumsq += other.sumsq
@@ -186,13 +186,21 @@ class _Stats:
         new._keys, new._counts = [arrays["stats_keys"]], [arrays["stats_counts"]]
         return new
 
-    def _compact(self) -> None:
+    def _compact(self, sort: bool = True) -> None:
+        """Fold the dense table and all sparse lists into one list of (cell, value) keys,
+        sorted unless ``sort`` is False (then the keys are unique but in any order)."""
         if self._dense is not None:
             value, cell = np.nonzero(self._dense)
-            order = np.lexsort((value, cell))
-            self._keys.append((cell[order].astype(np.int64) << 32) | value[order])
-            self._counts.append(self._dense[value, cell][order].astype(np.int64))
+            self._keys.append((cell.astype(np.int64) << 32) | value)
+            self._counts.append(self._dense[value, cell].astype(np.int64))
             self._dense = None
+            if not sort and len(self._keys) == 1:
+                return
+        if len(self._keys) == 1 and sort and self._keys[0].size > 1 and \
+                (np.diff(self._keys[0]) < 0).any():
+            order = np.argsort(self._keys[0], kind="stable")
+            self._keys, self._counts = [self._keys[0][order]], [self._counts[0][order]]
+            return
         if len(self._keys) <= 1:
             return
         keys = np.concatenate(self._keys)
@@ -320,7 +328,7 @@ def _chunk_stats(chunk, options: Options) -> _Stats:
     part = window_counts(chunk, options)
     stats = _Stats(len(options.channels), options.n_bins)
     stats.add(part.values, part.valid)
-    stats._compact()
+    stats._compact(sort=False)      # the parent adds these into its dense table: no sort
     stats.reads = part.reads
     return stats
 
