@@ -137,6 +137,7 @@ def test_scancel_running_index_then_resubmit_only_it(tmp_path):
                                                    for i in range(3)],
                      executor=tasks.SlurmExecutor(), workdir=tmp_path / "t", reduce="sum")
     until(lambda: t.states() == ["COMPLETED", "RUNNING", "COMPLETED"])
+    until(lambda: os.path.exists(flags[1]))       # mid-run: inside the function, sleeping
     job = t.manifest["submissions"][0]["job_id"]
     subprocess.run(["scancel", f"{job}_1"], check=True)
     until(lambda: t.states()[1] == "CANCELLED")
