@@ -138,19 +138,11 @@ def cube(matrix: pd.DataFrame) -> Cube:
 def matrix_from_cube(regions: pd.DataFrame, channels: list[str], offsets, values: np.ndarray,
                      attrs: Mapping | None = None) -> pd.DataFrame:
     """The inverse of :func:`cube`: a matrix in bamcover's layout (rows region × channel)."""
+    from .profiles import matrix_index
+
     nreg, nch = len(regions), len(channels)
-    rep = np.repeat(np.arange(nreg), nch)
     status = regions["status"].to_numpy() if "status" in regions else np.full(nreg, "ok")
-    index = pd.MultiIndex.from_arrays([
-        rep,
-        regions["chrom"].to_numpy()[rep],
-        regions["start"].to_numpy()[rep],
-        regions["end"].to_numpy()[rep],
-        regions["name"].to_numpy()[rep],
-        regions["strand"].to_numpy()[rep],
-        status[rep],
-        np.tile(np.array(channels, dtype=object), nreg),
-    ], names=MATRIX_INDEX)
+    index = matrix_index(regions, status, channels)
     out = pd.DataFrame(np.asarray(values, dtype=np.float64).reshape(nreg * nch, -1),
                        index=index,
                        columns=pd.Index([int(o) for o in offsets], name="offset"))

@@ -237,15 +237,20 @@ class _Stats:
                 var[idx] = (k * q - s * s) / (k * (k - 1))   # exact integers, one rounding
             std = np.sqrt(var)
             sem = std / np.sqrt(n)
-        median = self.median()
-        cols = {}
-        for c, name in enumerate(channels):
-            cols[f"{name}_mean"] = mean[c] * factor
-            cols[f"{name}_median"] = median[c] * factor
-            cols[f"{name}_std"] = std[c] * factor
-            cols[f"{name}_sem"] = sem[c] * factor
-            cols[f"{name}_n"] = n[c]
-        return pd.DataFrame(cols, index=pd.Index(list(offsets), name="offset"))
+        return _profile_frame(mean, self.median(), std, sem, n, offsets, channels, factor)
+
+
+def _profile_frame(mean, median, std, sem, n, offsets: Sequence[int],
+                   channels: Sequence[str], factor: float) -> pd.DataFrame:
+    """The wide profile table: per channel mean, median, std, sem (scaled) and n."""
+    cols = {}
+    for c, name in enumerate(channels):
+        cols[f"{name}_mean"] = mean[c] * factor
+        cols[f"{name}_median"] = median[c] * factor
+        cols[f"{name}_std"] = std[c] * factor
+        cols[f"{name}_sem"] = sem[c] * factor
+        cols[f"{name}_n"] = n[c]
+    return pd.DataFrame(cols, index=pd.Index(list(offsets), name="offset"))
 
 
 def _matrix_stats(values: np.ndarray, valid: np.ndarray, offsets: Sequence[int],
@@ -263,14 +268,7 @@ def _matrix_stats(values: np.ndarray, valid: np.ndarray, offsets: Sequence[int],
         median = np.nanmedian(v, axis=0) if len(v) else np.full(n.shape, np.nan)
         std = np.sqrt(var)
         sem = std / np.sqrt(n)
-    cols = {}
-    for c, name in enumerate(channels):
-        cols[f"{name}_mean"] = mean[c] * factor
-        cols[f"{name}_median"] = median[c] * factor
-        cols[f"{name}_std"] = std[c] * factor
-        cols[f"{name}_sem"] = sem[c] * factor
-        cols[f"{name}_n"] = n[c]
-    return pd.DataFrame(cols, index=pd.Index(list(offsets), name="offset"))
+    return _profile_frame(mean, median, std, sem, n, offsets, channels, factor)
 
 
 def _factor(bam: Bam, options: Options) -> tuple[float, int | None]:
@@ -408,26 +406,31 @@ def compute(regions, bam, options: Options | None = None, *, with_matrix: bool =
 
 
 def _matrix_frame(regions, status, values, valid, options, factor) -> pd.DataFrame:
-    nch = len(options.channels)
     if options.normalize == "none" and options.scale_factor == 1:
         big = options.scale_regions or (values.size and values.max() >= 2 ** 24)
         data = values.astype(np.float64 if big else np.float32)
     else:
         data = values * factor
     data[~np.broadcast_to(valid[:, None, :], data.shape)] = np.nan
-    rep = np.repeat(np.arange(len(regions)), nch)
-    index = pd.MultiIndex.from_arrays([
+    index = matrix_index(regions, status.to_numpy(), options.channels)
+    return pd.DataFrame(data.reshape(-1, data.shape[-1]), index=index,
+                        columns=pd.Index(options.offsets, name="offset"))
+
+
+def matrix_index(regions: pd.DataFrame, status: np.ndarray, channels: Sequence[str]
+                 ) -> pd.MultiIndex:
+    """The matrix rows: region × channel, with the region's coordinates and status."""
+    rep = np.repeat(np.arange(len(regions)), len(channels))
+    return pd.MultiIndex.from_arrays([
         rep,
         regions["chrom"].to_numpy()[rep],
         regions["start"].to_numpy()[rep],
         regions["end"].to_numpy()[rep],
         regions["name"].to_numpy()[rep],
         regions["strand"].to_numpy()[rep],
-        status.to_numpy()[rep],
-        np.tile(np.array(options.channels, dtype=object), len(regions)),
+        np.asarray(status)[rep],
+        np.tile(np.array(list(channels), dtype=object), len(regions)),
     ], names=["region", "chrom", "start", "end", "name", "strand", "status", "channel"])
-    return pd.DataFrame(data.reshape(-1, data.shape[-1]), index=index,
-                        columns=pd.Index(options.offsets, name="offset"))
 
 
 def matrix(regions, bam, options: Options | None = None, *, progress: bool = False,

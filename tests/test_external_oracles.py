@@ -37,17 +37,11 @@ import pytest
 
 import bamcover
 
-DATA = Path(__file__).resolve().parent.parent / "test_data"
-SE_CHIP = DATA / "ctcf_se_chip.bam"
-SE_CTRL = DATA / "ctcf_se_ctrl.bam"
-PE_CHIP = DATA / "ctcf_pe_chip.bam"
-SUMMITS = DATA / "ctcf_summits.bed"
-STRANDED = DATA / "ctcf_summits_stranded.bed"
-PEAKS = DATA / "ctcf_peaks.narrowPeak"
-PE_PEAKS = DATA / "ctcf_pe_peaks.narrowPeak"
+from .conftest import CHR22 as CHROM_LEN
+from .conftest import DATA, PE_CHIP, PE_PEAKS, PEAKS, SE_CHIP, SE_CTRL, STRANDED, SUMMITS
+
 GENOME = DATA / "chr22.genome"
 CHROM = "chr22"
-CHROM_LEN = 51_304_566
 DEFAULT_EXCLUDE = "0xB04"      # bamcover's default: 0x4 | 0x100 | 0x200 | 0x800
 DEDUP_EXCLUDE = "0xF04"        # ... plus 0x400 (ignore_duplicates)
 
