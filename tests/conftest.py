@@ -16,6 +16,8 @@ STRANDED = DATA / "ctcf_summits_stranded.bed"
 PEAKS = DATA / "ctcf_peaks.narrowPeak"
 PE_PEAKS = DATA / "ctcf_pe_peaks.narrowPeak"
 CHR22 = 51_304_566
+#: the window of the figure and format tests
+WINDOW = {"fragment_size": 200, "upstream": 1000, "downstream": 1000, "bin_size": 10}
 
 
 def need(tool: str) -> None:
@@ -50,3 +52,25 @@ def slurm_cluster():
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     return True
+
+
+@pytest.fixture(scope="session")
+def chip():
+    """The ChIP matrix over the summits (WINDOW), shared by figure and format tests."""
+    import bamcover
+
+    return bamcover.matrix(SUMMITS, SE_CHIP, **WINDOW)
+
+
+@pytest.fixture(scope="session")
+def ctrl():
+    import bamcover
+
+    return bamcover.matrix(SUMMITS, SE_CTRL, **WINDOW)
+
+
+@pytest.fixture(scope="session")
+def stranded():
+    import bamcover
+
+    return bamcover.matrix(STRANDED, SE_CHIP, strand_wise=True, **WINDOW)

@@ -18,9 +18,8 @@ from bamcover import formats
 from bamcover.errors import BamcoverError
 from bamcover.outputs import write_table
 
-from .conftest import SE_CHIP, SE_CTRL, STRANDED, SUMMITS
+from .conftest import SE_CHIP, SE_CTRL, STRANDED, SUMMITS, WINDOW
 
-WINDOW = {"fragment_size": 200, "upstream": 1000, "downstream": 1000, "bin_size": 10}
 NBINS = 200
 #: the keys computeMatrix (deepTools 3.5) writes in its '@' header line
 DEEPTOOLS_KEYS = {"upstream", "downstream", "body", "bin size", "ref point", "verbose",
@@ -28,21 +27,6 @@ DEEPTOOLS_KEYS = {"upstream", "downstream", "body", "bin size", "ref point", "ve
                   "scale", "skip zeros", "nan after end", "proc number", "sort regions",
                   "sort using", "unscaled 5 prime", "unscaled 3 prime", "group_labels",
                   "group_boundaries", "sample_labels", "sample_boundaries"}
-
-
-@pytest.fixture(scope="module")
-def chip():
-    return bamcover.matrix(SUMMITS, SE_CHIP, **WINDOW)
-
-
-@pytest.fixture(scope="module")
-def ctrl():
-    return bamcover.matrix(SUMMITS, SE_CTRL, **WINDOW)
-
-
-@pytest.fixture(scope="module")
-def stranded():
-    return bamcover.matrix(STRANDED, SE_CHIP, strand_wise=True, **WINDOW)
 
 
 @pytest.fixture(scope="module")

@@ -16,24 +16,7 @@ from bamcover import formats, plotting
 from bamcover.errors import BamcoverError
 from bamcover.outputs import write_table
 
-from .conftest import SE_CHIP, SE_CTRL, STRANDED, SUMMITS
-
-WINDOW = {"fragment_size": 200, "upstream": 1000, "downstream": 1000, "bin_size": 10}
-
-
-@pytest.fixture(scope="module")
-def chip():
-    return bamcover.matrix(SUMMITS, SE_CHIP, **WINDOW)
-
-
-@pytest.fixture(scope="module")
-def ctrl():
-    return bamcover.matrix(SUMMITS, SE_CTRL, **WINDOW)
-
-
-@pytest.fixture(scope="module")
-def stranded():
-    return bamcover.matrix(STRANDED, SE_CHIP, strand_wise=True, **WINDOW)
+from .conftest import SE_CHIP, SUMMITS, WINDOW
 
 
 @pytest.fixture(scope="module")
