@@ -180,6 +180,18 @@ def _summarise(status: pd.Series, regions: pd.DataFrame, bam) -> None:
                     empty.sum())
 
 
+def check_matrix_target(path: str | None, options: Options, n_matrices: int) -> None:
+    """Refuse, before any work, a matrix format that cannot hold this run."""
+    if not path:
+        return
+    if path.endswith(".mat.gz") and options.scale_regions:
+        raise BamcoverError(f"{path}: deepTools export of scale-regions matrices is not "
+                            "supported; write .tsv/.parquet")
+    if path.removesuffix(".gz").endswith(".cdt") and n_matrices != 1:
+        raise BamcoverError(f"{path}: a CDT holds one matrix; run one BAM and one region "
+                            "file, or write .tsv/.parquet")
+
+
 def write_matrices(matrices: dict, path: str | None, options: Options,
                    long_path: str | None = None) -> None:
     """Matrices by suffix: ``.mat.gz`` deepTools computeMatrix format, ``.cdt`` JavaTreeView,
@@ -188,16 +200,11 @@ def write_matrices(matrices: dict, path: str | None, options: Options,
     from . import formats
 
     if path:
+        check_matrix_target(path, options, len(matrices))
         if path.endswith(".mat.gz"):
-            if options.scale_regions:
-                raise BamcoverError(f"{path}: deepTools export of scale-regions matrices is "
-                                    "not supported; write .tsv/.parquet")
             formats.write_deeptools_matrix(matrices, path,
                                            reference_point=options.reference_point)
         elif path.removesuffix(".gz").endswith(".cdt"):
-            if len(matrices) != 1:
-                raise BamcoverError(f"{path}: a CDT holds one matrix; run one BAM and one "
-                                    "region file, or write .tsv/.parquet")
             formats.write_cdt(next(iter(matrices.values())), path)
         elif len(matrices) == 1:
             write_table(formats.matrix_table(next(iter(matrices.values()))), path)
@@ -278,6 +285,7 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
     region_files = [p for p in inputs if not p.lower().endswith(".bam")]
     if not bams or not region_files:
         raise BamcoverError("give at least one region file and one BAM (files ending in .bam)")
+    check_matrix_target(matrix_path, options, len(bams) * len(region_files))
     if len(bams) > 1 or len(region_files) > 1 or control:
         if slurm:
             raise BamcoverError("--slurm runs one region file and one BAM per task; "
@@ -579,6 +587,17 @@ def plot_options(func):
     return func
 
 
+def _plot(kind: str, inputs, output, labels, dpi: int, run_kw: dict, **draw_kw) -> None:
+    """Load (or compute) what to plot, draw it with plotting.<kind>, save it atomically
+    with its provenance record."""
+    from . import plotting
+
+    plotting.check_figure_path(output)
+    data = _load_plot_inputs(inputs, labels, run_kw)
+    plotting.save(getattr(plotting, kind)(data, **draw_kw), output, dpi=dpi)
+    _record([output], list(inputs), None, {})
+
+
 @main.group()
 def plot():
     """Figures from tables bamcover wrote (profile -o, --matrix, tidy tables) or from
@@ -605,16 +624,9 @@ def plot_profile(inputs, output, labels, reference_label, kb, units, title, dpi,
     """Average coverage profile of INPUTS — files bamcover wrote, deepTools .mat.gz, or
     REGIONS... BAM... for a fresh run: one line per sample × group (strand-wise: sense
     solid, antisense dashed)."""
-    from .plotting import check_figure_path, save
-    from .plotting import profile as draw_profile
-
-    check_figure_path(output)
-    data = _load_plot_inputs(inputs, labels, kw)
-    fig = draw_profile(data, band=None if band == "none" else band, n_boot=n_boot, seed=seed,
-                       smooth=smooth, reference_label=reference_label, kb=kb, title=title,
-                       units=units)
-    save(fig, output, dpi=dpi)
-    _record([output], list(inputs), None, {})
+    _plot("profile", inputs, output, labels, dpi, kw, band=None if band == "none" else band,
+          n_boot=n_boot, seed=seed, smooth=smooth, reference_label=reference_label, kb=kb,
+          title=title, units=units)
 
 
 @plot.command(name="heatmap")
@@ -643,18 +655,10 @@ def plot_heatmap(inputs, output, labels, reference_label, kb, units, title, dpi,
                  **kw):
     """Per-region heatmaps of INPUTS (matrix files, deepTools .mat.gz, or REGIONS... BAM...
     for a fresh run), one panel per sample, regions in the same order in every panel."""
-    from .plotting import check_figure_path, save
-    from .plotting import heatmap as draw_heatmap
-
-    check_figure_path(output)
-    data = _load_plot_inputs(inputs, labels, kw)
-    fig = draw_heatmap(data, sort=sort, k=clusters, seed=seed,
-                       sort_using=list(sort_using) or None,
-                       shared_scale=not independent_scale, vmin=vmin, vmax=vmax, cmap=cmap,
-                       profile_on_top=not no_profile, reference_label=reference_label, kb=kb,
-                       title=title, units=units)
-    save(fig, output, dpi=dpi)
-    _record([output], list(inputs), None, {})
+    _plot("heatmap", inputs, output, labels, dpi, kw, sort=sort, k=clusters, seed=seed,
+          sort_using=list(sort_using) or None, shared_scale=not independent_scale,
+          vmin=vmin, vmax=vmax, cmap=cmap, profile_on_top=not no_profile,
+          reference_label=reference_label, kb=kb, title=title, units=units)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import reads
 from .counting import make_chunks, region_counts, window_counts
 from .errors import BamcoverError
 from .executors import map_local, starmap_local
@@ -30,12 +31,6 @@ STATUS_OFF = "off_chromosome"            # nothing of the window lies on the chr
 STATUS_UNKNOWN = "unknown_chromosome"    # chromosome absent from the BAM header
 STATUS_MISSING = "missing"               # its cluster chunk failed (permissive collect)
 STATUS_EMPTY = "empty_region"            # scale-regions: start == end, the body bins are NaN
-
-
-def reads_kernel():
-    """The compiled kernel module, or None (pure numpy/pysam fallback)."""
-    from . import reads
-    return reads._kernel
 
 
 def _options(options: Options | None, overrides: dict) -> Options:
@@ -134,7 +129,7 @@ class _Stats:
     def add(self, values: np.ndarray, valid: np.ndarray) -> None:
         """Add regions' per-bin integer values (n, channels, bins); invalid bins are 0."""
         top = int(values.max()) + 1 if values.size else 1
-        kernel = reads_kernel()
+        kernel = reads._kernel            # None: the numpy fallback
         dense = self._dense_for(top) if kernel is not None and values.dtype == np.int32 \
             else None
         if dense is not None:

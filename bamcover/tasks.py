@@ -435,10 +435,11 @@ class Task:
         status = self.status()
         missing = [int(i) for i, s in status["state"].items() if s != DONE]
         if missing and not permissive:
+            states = ", ".join(sorted(set(status["state"][missing])))
             raise BamcoverError(
                 f"task {self.id}: {len(missing)} of {self.n_chunks} chunks have no result "
-                f"(chunks {_short(missing)}: {', '.join(sorted(set(status['state'][missing])))})"
-                "; wait, resubmit, or collect --permissive")
+                f"(chunks {slurm.array_spec(missing)}: {states}); wait, resubmit, or "
+                "collect --permissive")
         return {i: load_result(self.result_path(i)) for i in range(self.n_chunks)
                 if i not in missing}
 
@@ -570,10 +571,6 @@ def _tail(path: str, lines: int = 5) -> str:
     except OSError:
         return ""
     return " | ".join(line for line in text.strip().splitlines()[-lines:])
-
-
-def _short(items: list[int]) -> str:
-    return slurm.array_spec(items)
 
 
 # --- the worker side ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -144,3 +145,19 @@ def test_plot_from_a_fresh_run(tmp_path):
     assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 20_000
     record = json.loads((tmp_path / "h.png.provenance.json").read_text())
     assert record["command"]["parameters"]["fragment_size"] == 200
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--matrix", "m.cdt", str(SE_CTRL)], "a CDT holds one matrix"),
+    (["--matrix", "m.mat.gz", "--scale-regions"], "deepTools export of scale-regions"),
+    (["--slurm", str(SE_CTRL)], "--slurm runs one region file and one BAM per task"),
+    (["--slurm", "--long", "l.tsv"], "--long is not available with --slurm"),
+])
+def test_cli_refuses_combinations_it_cannot_write(tmp_path, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["profile", str(SUMMITS), str(SE_CHIP), "-u", "100",
+                                    "-d", "100", "-q", "-o", "p.tsv", *extra])
+    assert res.exit_code == 2 and message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not [p for p in os.listdir(tmp_path) if p != "p.tsv"] and not (
+        tmp_path / "m.cdt").exists()
