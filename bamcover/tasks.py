@@ -587,7 +587,17 @@ def run_chunk(task_path: str, i: int, attempt: int) -> int:
     marker = {"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
               "attempt": attempt, "job_id": os.environ.get("SLURM_ARRAY_JOB_ID")}
     _write_json(marker_path, marker)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    terminated = "terminated by SIGTERM (scancel or time limit)"
+
+    def on_sigterm(signum, frame):
+        # Slurm may signal more than once and sends SIGKILL KillWait seconds later, so
+        # record the cancellation now and ignore repeats while pools shut down.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _write_json(marker_path, {**marker, "end": time.time(), "exit_code": 143,
+                                  "error": terminated})
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     code, error = 0, ""
     try:
         if task.manifest["bamcover_version"] != __version__:
@@ -601,15 +611,16 @@ def run_chunk(task_path: str, i: int, attempt: int) -> int:
         result = func(**task.chunk(i))
         save_result(task.path / "results" / f"{i:05d}", result)
     except Terminated:
-        code, error = 143, "terminated by SIGTERM (scancel or time limit)"
+        code, error = 143, terminated
     except BaseException as exc:  # noqa: BLE001 - everything must reach the marker
         code = 1
         error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         traceback.print_exc()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    marker.update(end=time.time(), exit_code=code, error=error)
-    _write_json(marker_path, marker)
+    if code != 143:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a late SIGTERM must not lose the marker
+        marker.update(end=time.time(), exit_code=code, error=error)
+        _write_json(marker_path, marker)
+    signal.signal(signal.SIGTERM, previous)
     print(f"bamcover task {task.id} chunk {i}: exit {code} {error}", file=sys.stderr)
     return code
 

@@ -56,3 +56,14 @@ def slow_once(x: int, flag: str) -> np.ndarray:
         open(flag, "w").close()
         time.sleep(120)
     return np.array([x])
+
+
+def slow_cleanup(path: str) -> np.ndarray:
+    """Waits to be cancelled, then takes far longer to clean up than Slurm's KillWait."""
+    with open(path, "w") as fh:
+        fh.write(str(os.getpid()))
+    try:
+        time.sleep(120)
+    finally:
+        time.sleep(120)
+    return np.array([0])

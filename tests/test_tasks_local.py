@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import time
 
 import numpy as np
@@ -66,6 +68,23 @@ def test_local_crash_cancel_and_resubmit(tmp_path):
     s.cancel()
     s.wait(progress=False, poll=0.1, timeout=30)
     assert s.states() == ["CANCELLED", "CANCELLED"]
+
+
+def test_cancel_is_recorded_before_a_slow_cleanup_is_killed(tmp_path):
+    """Slurm sends SIGKILL KillWait seconds after SIGTERM; the marker must already say so."""
+    stamp = tmp_path / "pid"
+    t = tasks.submit("tests.jobfuncs:slow_cleanup", [{"path": str(stamp)}], workdir=tmp_path)
+    deadline = time.monotonic() + 30
+    while not stamp.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t.cancel()
+    time.sleep(1)
+    runner = t.manifest["submissions"][0]["pid"]
+    os.killpg(runner, 0)                                # still alive, in its cleanup
+    os.killpg(runner, signal.SIGKILL)
+    t.wait(progress=False, poll=0.1, timeout=30)
+    assert t.states() == ["CANCELLED"]
+    assert "SIGTERM" in t.status().loc[0, "error"]
 
 
 def test_unimportable_function_is_refused(tmp_path):
