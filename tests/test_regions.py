@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bamcover import BamcoverError, Options, read_regions
+from bamcover import BamcoverError, Options, read_regions, regions
 from bamcover.regions import reference_points, windows
 
-from .conftest import PEAKS, SUMMITS
+from .conftest import PEAKS, STRANDED, SUMMITS
 
 
 def test_bed_with_headers_and_gzip(tmp_path):
@@ -86,6 +86,26 @@ def test_malformed_bed(tmp_path, text, message):
     p.write_text(text)
     with pytest.raises(BamcoverError, match=f"^{p}: .*{message}"):
         read_regions(p)
+
+
+@pytest.mark.parametrize("path", [PEAKS, SUMMITS, STRANDED])
+def test_fast_parser_agrees_with_checked_parser(path):
+    """Plain tab-separated files take pandas' C parser; every file can take the checked
+    line-by-line parser, which must give the same table."""
+    text = open(path).read()
+    ten = [line + "\t" * (9 - line.count("\t")) for line in text.splitlines()]
+    longer = "\n".join(ten[:1] + [line + "\tx\ty" for line in ten[1:]])   # 12 columns
+    for t in (text, text.replace("\n", "\r\n"), text.rstrip("\n"), "\n".join(ten), longer):
+        fast = regions._fast_table(t)
+        assert fast is not None or t is longer
+        if fast is None:
+            continue
+        got = regions._table_to_regions(fast, np.arange(1, len(fast) + 1), "x")
+        want = regions._table_to_regions(*regions._checked_table(t, "x"), "x")
+        pd.testing.assert_frame_equal(got, want)
+    for odd in ("# c\n", "track x\n", "\n", "  \n", "chr1 1 2\n", "\tchr1\t1\t2\n"):
+        assert regions._fast_table(odd + text) is None
+        assert regions._fast_table(text + odd + text) is None
 
 
 def test_missing_file(tmp_path):
