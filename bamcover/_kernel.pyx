@@ -349,26 +349,122 @@ def window_sums(const int64_t[::1] cum_a, object cum_b_obj, const int64_t[::1] w
 
 
 def accumulate(const int32_t[:, :, ::1] values, const uint8_t[:, ::1] valid,
-               int64_t[::1] n, int64_t[:, ::1] total, int64_t[:, ::1] sumsq,
                int32_t[:, ::1] hist):
-    """Add regions' valid bin values to per-bin counts, sums, sums of squares and a dense
-    histogram ``hist[value, cell]`` (cell = channel·bins + bin; all values < its height).
-    Value-major, so neighbouring bins of a window, whose values are alike, hit nearby
-    counters."""
+    """Count regions' valid bin values into a dense histogram ``hist[value, cell]`` (cell =
+    channel·bins + bin; all values < its height). Value-major, so neighbouring bins of a
+    window, whose values are alike, hit nearby counters."""
     cdef Py_ssize_t r = values.shape[0], c = values.shape[1], nb = values.shape[2]
     cdef Py_ssize_t i, ch, k
-    cdef int64_t v
     with nogil:
         for i in range(r):
             for k in range(nb):
-                if not valid[i, k]:
-                    continue
-                n[k] += 1
-                for ch in range(c):
-                    v = values[i, ch, k]
-                    total[ch, k] += v
-                    sumsq[ch, k] += v * v
-                    hist[v, ch * nb + k] += 1
+                if valid[i, k]:
+                    for ch in range(c):
+                        hist[values[i, ch, k], ch * nb + k] += 1
+
+
+def coverage(const int64_t[::1] s, const int64_t[::1] e, const uint8_t[::1] rev,
+             int which, const int64_t[::1] bstart, const int64_t[::1] bend,
+             const int64_t[::1] base, uint32_t[::1] out, int cumulative):
+    """Coverage over blocks laid end to end (one spare slot per block) by the intervals
+    [s, e) (``which``: -1 all, 0 forward, 1 reverse records), each clipped to every block
+    it overlaps. Writes per-slot coverage to ``out[:total]``, or with ``cumulative`` the
+    coverage summed over the slots before each slot to ``out[:total + 1]``, modulo 2³²
+    (differences of it are exact below 2³²). Returns the largest coverage."""
+    cdef Py_ssize_t n = s.shape[0], nblocks = bstart.shape[0]
+    cdef Py_ssize_t total = out.shape[0] - (1 if cumulative else 0)
+    cdef Py_ssize_t i, k, first = 0
+    cdef int64_t a, b
+    cdef uint32_t run = 0, acc = 0, top = 0
+    with nogil:
+        for i in range(total):
+            out[i] = 0
+        for i in range(n):
+            if which >= 0 and rev[i] != which:
+                continue
+            # first block whose end > s[i], walked from the previous record's: records
+            # come in file order, so it moves little
+            while first < nblocks and bend[first] <= s[i]:
+                first += 1
+            while first > 0 and bend[first - 1] > s[i]:
+                first -= 1
+            k = first
+            while k < nblocks and bstart[k] < e[i]:
+                a = s[i] if s[i] > bstart[k] else bstart[k]
+                b = e[i] if e[i] < bend[k] else bend[k]
+                out[a - bstart[k] + base[k]] += 1    # difference array
+                out[b - bstart[k] + base[k]] -= 1
+                k += 1
+        for i in range(total):
+            run += out[i]
+            if run > top:
+                top = run
+            if cumulative:
+                out[i] = acc
+                acc += run
+            else:
+                out[i] = run
+        if cumulative:
+            out[total] = acc
+    return top
+
+
+def window_hist(const uint32_t[::1] cov_a, object cov_b_obj, const int64_t[::1] ws,
+                const int64_t[::1] off, const uint8_t[::1] flip, const uint8_t[::1] minus,
+                int64_t size, int64_t nbins, int64_t length, int32_t[:, ::1] hist):
+    """Profile-only path: count every valid bin sum of every window straight into
+    ``hist[value, cell]`` without materialising the values (see ``window_sums`` for the
+    geometry; slot = genomic position + off). ``cov_*`` come from :func:`coverage`,
+    per-slot for bin size 1, cumulative otherwise. The caller sizes ``hist`` above
+    size × the largest coverage."""
+    cdef const uint32_t[::1] cov_b = cov_b_obj if cov_b_obj is not None else cov_a
+    cdef int two = cov_b_obj is not None
+    cdef Py_ssize_t n = ws.shape[0], ncells = hist.shape[1], i
+    cdef int64_t k0, k1, j0, step, p
+    cdef const uint32_t *sense
+    cdef const uint32_t *anti
+    cdef int32_t *h = &hist[0, 0]
+    with nogil:
+        for i in range(n):
+            # bins k0 ≤ k < k1 lie wholly on the chromosome
+            k0 = 0 if ws[i] >= 0 else (size - 1 - ws[i]) // size
+            k1 = (length - ws[i]) // size if length > ws[i] else 0
+            if k1 > nbins:
+                k1 = nbins
+            if k0 >= k1:
+                continue
+            if flip[i]:
+                j0 = nbins - 1
+                step = -1
+            else:
+                j0 = 0
+                step = 1
+            p = ws[i] + off[i]
+            if two and minus[i]:
+                sense = &cov_b[0]
+                anti = &cov_a[0]
+            else:
+                sense = &cov_a[0]
+                anti = &cov_b[0]
+            _hist_run(sense, h, p, size, k0, k1, j0, step, ncells)
+            if two:
+                _hist_run(anti, h, p, size, k0, k1, nbins + j0, step, ncells)
+
+
+cdef inline void _hist_run(const uint32_t *cov, int32_t *h, int64_t p, int64_t size,
+                           int64_t k0, int64_t k1, int64_t j0, int64_t step,
+                           Py_ssize_t ncells) noexcept nogil:
+    """hist[value of bin k, j0 + step·k] += 1 for k0 ≤ k < k1, bin k covering slots from
+    p + k·size: the coverage itself for size 1, else a difference of the cumulative."""
+    cdef int64_t k, v
+    cdef const uint32_t *c = cov + p
+    if size == 1:
+        for k in range(k0, k1):
+            h[c[k] * ncells + j0 + step * k] += 1
+        return
+    for k in range(k0, k1):
+        v = <uint32_t> (c[(k + 1) * size] - c[k * size])
+        h[v * ncells + j0 + step * k] += 1
 
 
 def cumulative(const int64_t[::1] s, const int64_t[::1] e, const uint8_t[::1] rev,

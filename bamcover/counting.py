@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from . import reads
 from .options import Options
@@ -46,7 +47,8 @@ def make_chunks(bam: Bam, chroms: np.ndarray, starts: np.ndarray, ends: np.ndarr
     bases each, chromosomes in BAM header order."""
     chunks = []
     rank = {c: i for i, c in enumerate(bam.lengths)}
-    key = np.array([rank[c] for c in chroms], dtype=np.int64)
+    codes, names = pd.factorize(chroms)
+    key = np.array([rank[c] for c in names], dtype=np.int64)[codes]
     order = np.lexsort((starts, key))
     key, sizes = key[order], (ends - starts)[order]
     bounds = np.flatnonzero(np.diff(key)) + 1
@@ -144,7 +146,8 @@ class _Blocks:
         return cov, cum
 
 
-def _blocks(chunk: Chunk, options: Options) -> _Blocks:
+def read_blocks(chunk: Chunk, options: Options) -> _Blocks:
+    """Merge a chunk's windows into blocks and read the intervals of the records on them."""
     length = chunk.length
     cs = np.clip(chunk.starts, 0, length)
     ce = np.clip(chunk.ends, 0, length)
@@ -172,8 +175,12 @@ def window_counts(chunk: Chunk, options: Options) -> ChunkCounts:
     means of :func:`scaled_counts`)."""
     if options.scale_regions:
         return scaled_counts(chunk, options)
+    return counts_from_blocks(chunk, options, read_blocks(chunk, options))
+
+
+def counts_from_blocks(chunk: Chunk, options: Options, blocks: _Blocks) -> ChunkCounts:
+    """:func:`window_counts` of a chunk whose records are already read."""
     length, size, nbins = chunk.length, options.bin_size, options.n_bins
-    blocks = _blocks(chunk, options)
     if reads._kernel is not None:
         return _compiled_window_counts(chunk, options, blocks)
     edges = chunk.starts[:, None] + size * np.arange(nbins + 1)
@@ -205,14 +212,61 @@ def _compiled_window_counts(chunk: Chunk, options: Options, blocks: _Blocks) -> 
     cum_a, cum_b = (cum(0), cum(1)) if options.strand_wise else (cum(-1), None)
     values = np.empty((n, 2 if options.strand_wise else 1, nbins), dtype=np.int32)
     valid = np.empty((n, nbins), dtype=np.uint8)
-    off = blocks.base[blocks.block] - blocks.bstart[blocks.block]
     top = reads._kernel.window_sums(
-        cum_a, cum_b, np.ascontiguousarray(chunk.starts, np.int64), blocks.cs, blocks.ce, off,
-        chunk.flip.astype(np.uint8), chunk.minus.astype(np.uint8), options.bin_size, nbins,
-        chunk.length, values, valid)
+        cum_a, cum_b, np.ascontiguousarray(chunk.starts, np.int64), blocks.cs, blocks.ce,
+        _slot_offsets(blocks), chunk.flip.astype(np.uint8), chunk.minus.astype(np.uint8),
+        options.bin_size, nbins, chunk.length, values, valid)
     if top > INT32_MAX:
         raise OverflowError("a bin sum exceeds 2^31; use a smaller --bin-size")
     return ChunkCounts(chunk.rows, values, valid.view(bool), len(blocks.s))
+
+
+def _slot_offsets(blocks: _Blocks) -> np.ndarray:
+    """Per window: slot of genomic position p is p + offset."""
+    return blocks.base[blocks.block] - blocks.bstart[blocks.block]
+
+
+_SCRATCH: dict[int, np.ndarray] = {}
+
+
+def _scratch(slot: int, size: int) -> np.ndarray:
+    """A reusable uint32 buffer of ``size`` (fresh pages for every chunk cost more than the
+    coverage pass itself)."""
+    buf = _SCRATCH.get(slot)
+    if buf is None or buf.size < size:
+        buf = _SCRATCH[slot] = np.empty(size, dtype=np.uint32)
+    return buf[:size]
+
+
+def coverages(blocks: _Blocks, options: Options) -> tuple[list[np.ndarray], int]:
+    """Compiled kernel: coverage of all records (or forward, reverse when strand-wise) in
+    reused buffers, per slot for bin size 1, else cumulative (two lookups per bin); and
+    the largest coverage."""
+    cumulative = options.bin_size > 1
+
+    def cov(slot: int, which: int) -> tuple[np.ndarray, int]:
+        buf = _scratch(slot, blocks.total + cumulative)
+        return buf, reads._kernel.coverage(blocks.s, blocks.e, blocks.rev, which,
+                                           blocks.bstart, blocks.bend, blocks.base, buf,
+                                           cumulative)
+
+    parts = [cov(0, 0), cov(1, 1)] if options.strand_wise else [cov(0, -1)]
+    top = max(t for _, t in parts)
+    if options.bin_size * top > INT32_MAX:
+        raise OverflowError("a bin sum exceeds 2^31; use a smaller --bin-size")
+    return [c for c, _ in parts], top
+
+
+def window_histogram(chunk: Chunk, options: Options, blocks: _Blocks,
+                     covs: list[np.ndarray], hist: np.ndarray) -> None:
+    """Compiled kernel, profile only: count every valid bin sum of the chunk's windows
+    into ``hist[value, channel × bins + bin]`` (oriented, sense/antisense by region strand),
+    which must be taller than bin size × the largest coverage."""
+    reads._kernel.window_hist(
+        covs[0], covs[1] if len(covs) > 1 else None,
+        np.ascontiguousarray(chunk.starts, np.int64), _slot_offsets(blocks),
+        chunk.flip.astype(np.uint8), chunk.minus.astype(np.uint8), options.bin_size,
+        options.n_bins, chunk.length, hist)
 
 
 def scaled_edges(starts: np.ndarray, ends: np.ndarray, flip: np.ndarray, options: Options
@@ -243,7 +297,7 @@ def scaled_counts(chunk: Chunk, options: Options) -> ChunkCounts:
     and body bins of an empty region (L = 0) are invalid.
     """
     nb, length = options.body_bins, chunk.length
-    blocks = _blocks(chunk, options)
+    blocks = read_blocks(chunk, options)
     edges = scaled_edges(chunk.starts, chunk.ends, chunk.flip, options)
     width = np.diff(edges, axis=1)
     valid = (edges[:, :-1] >= 0) & (edges[:, 1:] <= length * nb) & (width > 0)

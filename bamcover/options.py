@@ -99,7 +99,7 @@ class Options:
     operation: str = "log2"
     pseudocount: float = 1.0
     processes: int | None = None
-    chunk_bases: int = 2_000_000
+    chunk_bases: int = 1_000_000
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:

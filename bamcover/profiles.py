@@ -18,9 +18,17 @@ import numpy as np
 import pandas as pd
 
 from . import reads
-from .counting import make_chunks, region_counts, window_counts
+from .counting import (
+    counts_from_blocks,
+    coverages,
+    make_chunks,
+    read_blocks,
+    region_counts,
+    window_counts,
+    window_histogram,
+)
 from .errors import BamcoverError
-from .executors import map_local, starmap_local
+from .executors import fold_local, map_local, starmap_local
 from .options import Options
 from .reads import Bam, library_size, open_bam
 from .regions import read_regions, window_bounds
@@ -39,7 +47,8 @@ def _options(options: Options | None, overrides: dict) -> Options:
 
 
 def _status(chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray, bam: Bam) -> np.ndarray:
-    length = np.array([bam.lengths.get(c, -1) for c in chroms], dtype=np.int64)
+    codes, names = pd.factorize(chroms)
+    length = np.array([bam.lengths.get(c, -1) for c in names], dtype=np.int64)[codes]
     status = np.full(len(chroms), STATUS_OK, dtype=object)
     status[(starts < 0) | (ends > length)] = STATUS_CLIPPED
     status[(ends <= 0) | (starts >= length)] = STATUS_OFF
@@ -93,19 +102,17 @@ def _chunk_bases(options: Options, sizes: np.ndarray) -> int:
 
 
 class _Stats:
-    """Streaming per-bin statistics over regions: counts, sums, sums of squares and a
-    histogram of values (for exact medians), all integers.
+    """Streaming per-bin statistics over regions: one exact integer histogram of bin values
+    per cell (channel × bin). Counts, sums, sums of squares and medians are all read off it
+    at the end, so adding and merging are the same operation for any chunking.
 
-    The histogram is dense (cell × value, grown as larger values arrive) while it stays
+    The histogram is dense (value × cell, grown as larger values arrive) while it stays
     small, which the compiled kernel fills in one pass; otherwise sparse (sorted keys)."""
 
     DENSE_LIMIT = 1 << 27            # cells × values held densely (int32 counts)
 
     def __init__(self, channels: int, bins: int):
         self.shape = (channels, bins)
-        self.n = np.zeros(bins, dtype=np.int64)
-        self.sum = np.zeros(self.shape, dtype=np.int64)
-        self.sumsq = np.zeros(self.shape, dtype=np.int64)
         self._keys: list[np.ndarray] = []
         self._counts: list[np.ndarray] = []
         self._dense: np.ndarray | None = None
@@ -127,20 +134,16 @@ class _Stats:
         return grown
 
     def add(self, values: np.ndarray, valid: np.ndarray) -> None:
-        """Add regions' per-bin integer values (n, channels, bins); invalid bins are 0."""
+        """Add regions' per-bin integer values (n, channels, bins) where ``valid``."""
         top = int(values.max()) + 1 if values.size else 1
         kernel = reads._kernel            # None: the numpy fallback
         dense = self._dense_for(top) if kernel is not None and values.dtype == np.int32 \
             else None
         if dense is not None:
             kernel.accumulate(np.ascontiguousarray(values),
-                              np.ascontiguousarray(valid).view(np.uint8),
-                              self.n, self.sum, self.sumsq, dense)
+                              np.ascontiguousarray(valid).view(np.uint8), dense)
             return
-        v = values.astype(np.int64)        # invalid bins hold 0, so sums need no mask
-        self.n += valid.sum(axis=0)
-        self.sum += v.sum(axis=0)
-        self.sumsq += np.einsum("ijk,ijk->jk", v, v)
+        v = values.astype(np.int64)
         cell = np.arange(self.shape[0] * self.shape[1], dtype=np.int64).reshape(self.shape)
         keys = ((cell[None] << 32) | v)[np.broadcast_to(valid[:, None, :], v.shape)]
         k, c = np.unique(keys, return_counts=True)
@@ -149,13 +152,42 @@ class _Stats:
         if len(self._keys) >= 64:
             self._compact()
 
+    def add_chunk(self, chunk, options: Options) -> int:
+        """Read one chunk and add its windows' bin values; returns the records read.
+
+        With the compiled kernel the values go from coverage straight into the dense
+        histogram, never held as a regions × bins array."""
+        blocks = read_blocks(chunk, options)
+        if reads._kernel is not None:
+            covs, top = coverages(blocks, options)
+            dense = self._dense_for(options.bin_size * top + 1)
+            if dense is not None:
+                window_histogram(chunk, options, blocks, covs, dense)
+                return len(blocks.s)
+        part = counts_from_blocks(chunk, options, blocks)
+        self.add(part.values, part.valid)
+        return part.reads
+
+    def __getstate__(self) -> dict:
+        """Pickled (sent from a worker) as sparse keys: the dense table is mostly zeros."""
+        state = dict(self.__dict__)
+        if self._dense is not None:
+            keys, counts = _dense_keys(self._dense)
+            state.update(_dense=None, _keys=[*self._keys, keys], _counts=[*self._counts, counts])
+        return state
+
     def merge(self, other: _Stats) -> None:
         """Add another accumulator's counts (exact: integers only)."""
-        other._compact(sort=False)
-        self.n += other.n
-        self.sum += other.sum
-        self.sumsq += other.sumsq
-        for keys, counts in zip(other._keys, other._counts, strict=True):
+        self.reads += other.reads
+        parts = list(zip(other._keys, other._counts, strict=True))
+        if other._dense is not None:
+            height = other._dense.shape[0]
+            dense = self._dense_for(height)
+            if dense is not None:
+                dense[:height] += other._dense
+            else:
+                parts.append(_dense_keys(other._dense))
+        for keys, counts in parts:
             value = keys & 0xFFFFFFFF
             dense = self._dense_for(int(value.max()) + 1) if keys.size else None
             if dense is not None:           # keys are unique: plain fancy-index add
@@ -170,14 +202,12 @@ class _Stats:
         self._compact()
         keys = self._keys[0] if self._keys else np.empty(0, np.int64)
         counts = self._counts[0] if self._counts else np.empty(0, np.int64)
-        return {"stats_n": self.n, "stats_sum": self.sum, "stats_sumsq": self.sumsq,
-                "stats_keys": keys, "stats_counts": counts}
+        return {"stats_shape": np.array(self.shape), "stats_keys": keys,
+                "stats_counts": counts}
 
     @classmethod
     def from_arrays(cls, arrays) -> _Stats:
-        new = cls(*arrays["stats_sum"].shape)
-        new.n, new.sum, new.sumsq = (arrays[k].copy() for k in ("stats_n", "stats_sum",
-                                                                "stats_sumsq"))
+        new = cls(*(int(x) for x in arrays["stats_shape"]))
         new._keys, new._counts = [arrays["stats_keys"]], [arrays["stats_counts"]]
         return new
 
@@ -185,9 +215,9 @@ class _Stats:
         """Fold the dense table and all sparse lists into one list of (cell, value) keys,
         sorted unless ``sort`` is False (then the keys are unique but in any order)."""
         if self._dense is not None:
-            value, cell = np.nonzero(self._dense)
-            self._keys.append((cell.astype(np.int64) << 32) | value)
-            self._counts.append(self._dense[value, cell].astype(np.int64))
+            keys, counts = _dense_keys(self._dense)
+            self._keys.append(keys)
+            self._counts.append(counts)
             self._dense = None
             if not sort and len(self._keys) == 1:
                 return
@@ -199,40 +229,64 @@ class _Stats:
         if len(self._keys) <= 1:
             return
         keys = np.concatenate(self._keys)
-        counts = np.concatenate(self._counts)
-        k, inv = np.unique(keys, return_inverse=True)
-        self._keys, self._counts = [k], [np.bincount(inv, weights=counts).astype(np.int64)]
+        order = np.argsort(keys, kind="stable")
+        keys, counts = keys[order], np.concatenate(self._counts).astype(np.int64)[order]
+        first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        self._keys, self._counts = [keys[first]], [np.add.reduceat(counts, first)]
+
+    def _sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sorted keys' cells, values and counts, and each cell's first key (ncells + 1)."""
+        self._compact()
+        keys = self._keys[0] if self._keys else np.empty(0, np.int64)
+        counts = self._counts[0] if self._counts else np.empty(0, np.int64)
+        cell = keys >> 32
+        first = np.searchsorted(cell, np.arange(self.shape[0] * self.shape[1] + 1))
+        return keys & 0xFFFFFFFF, counts.astype(np.int64), first
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per cell: number of values, their sum and their sum of squares (exact int64)."""
+        value, counts, first = self._sorted()
+
+        def per_cell(x):
+            cum = np.concatenate([[0], np.cumsum(x, dtype=np.int64)])
+            return (cum[first[1:]] - cum[first[:-1]]).reshape(self.shape)
+
+        return per_cell(counts), per_cell(counts * value), per_cell(counts * value * value)
 
     def median(self) -> np.ndarray:
-        self._compact()
-        out = np.full(self.shape, np.nan)
-        if not self._keys or not self._keys[0].size:
-            return out
-        keys, counts = self._keys[0], self._counts[0]
-        cell, value = keys >> 32, (keys & 0xFFFFFFFF).astype(np.float64)
+        value, counts, first = self._sorted()
+        lo_key, hi_key = first[:-1], first[1:]
+        n = hi_key - lo_key
+        out = np.full(self.shape[0] * self.shape[1], np.nan)
+        present = np.flatnonzero(n)
+        if not present.size:
+            return out.reshape(self.shape)
         cum = np.cumsum(counts)
-        first = np.searchsorted(cell, np.arange(cell.max() + 1), side="left")
-        present = np.unique(cell)
-        before = np.where(first[present] > 0, cum[first[present] - 1], 0)
-        n = np.broadcast_to(self.n, self.shape).ravel()[present]
-        lo = np.searchsorted(cum, before + (n - 1) // 2, side="right")
-        hi = np.searchsorted(cum, before + n // 2, side="right")
-        flat = out.ravel()
-        flat[present] = (value[lo] + value[hi]) / 2
-        return flat.reshape(self.shape)
+        before = np.where(lo_key[present] > 0, cum[lo_key[present] - 1], 0)
+        total = cum[hi_key[present] - 1] - before
+        lo = np.searchsorted(cum, before + (total - 1) // 2, side="right")
+        hi = np.searchsorted(cum, before + total // 2, side="right")
+        out[present] = (value[lo].astype(np.float64) + value[hi]) / 2
+        return out.reshape(self.shape)
 
     def frame(self, offsets: Sequence[int], channels: Sequence[str], factor: float
               ) -> pd.DataFrame:
-        n = np.broadcast_to(self.n, self.shape)
+        n, total, sumsq = self.moments()
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = self.sum / n
+            mean = total / n
             var = np.full(self.shape, np.nan)
             for idx in zip(*np.nonzero(n > 1), strict=True):
-                k, s, q = int(n[idx]), int(self.sum[idx]), int(self.sumsq[idx])
+                k, s, q = int(n[idx]), int(total[idx]), int(sumsq[idx])
                 var[idx] = (k * q - s * s) / (k * (k - 1))   # exact integers, one rounding
             std = np.sqrt(var)
             sem = std / np.sqrt(n)
         return _profile_frame(mean, self.median(), std, sem, n, offsets, channels, factor)
+
+
+def _dense_keys(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A dense histogram (value × cell) as unique (cell << 32 | value) keys and counts."""
+    value, cell = np.nonzero(dense)
+    return (cell.astype(np.int64) << 32) | value, dense[value, cell].astype(np.int64)
 
 
 def _profile_frame(mean, median, std, sem, n, offsets: Sequence[int],
@@ -316,14 +370,8 @@ class Counts:
                    arrays.get("valid"), int(arrays["reads"]))
 
 
-def _chunk_stats(chunk, options: Options) -> _Stats:
-    """One chunk's profile accumulators (compact: sparse histogram), for pool workers."""
-    part = window_counts(chunk, options)
-    stats = _Stats(len(options.channels), options.n_bins)
-    stats.add(part.values, part.valid)
-    stats._compact(sort=False)      # the parent adds these into its dense table: no sort
-    stats.reads = part.reads
-    return stats
+def _add_chunk(stats: _Stats, chunk, options: Options) -> None:
+    stats.reads += stats.add_chunk(chunk, options)
 
 
 def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matrix: bool,
@@ -335,27 +383,27 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
     stats = _Stats(nch, nbins)
     scaled = options.scale_regions
     with_matrix = with_matrix or scaled
-    dtype = np.float64 if scaled else np.int32
-    values = np.zeros((len(rows), nch, nbins), dtype=dtype) if with_matrix else None
-    valid = np.zeros((len(rows), nbins), dtype=bool) if with_matrix else None
     used = 0
-    if not with_matrix and options.n_processes > 1 and len(prep.chunks) > 1:
-        # profile only, in a pool: workers reduce their chunks to sparse histograms, so
-        # the parent merges small integer tables instead of regions × bins values
-        work = functools.partial(_chunk_stats, options=options)
-        for part in map_local(work, prep.chunks, options.n_processes, progress, "windows"):
+    if not with_matrix:
+        # profile only: chunks go straight into histograms, O(chunk) memory; each worker
+        # folds its chunks into one table and sends it back once
+        new = functools.partial(_Stats, nch, nbins)
+        add = functools.partial(_add_chunk, options=options)
+        for part in fold_local(new, add, prep.chunks, options.n_processes, progress,
+                               "windows"):
             stats.merge(part)
-            used += part.reads
-        return Counts(stats, rows, None, None, used)
+        return Counts(stats, rows, None, None, stats.reads)
+    dtype = np.float64 if scaled else np.int32
+    values = np.zeros((len(rows), nch, nbins), dtype=dtype)
+    valid = np.zeros((len(rows), nbins), dtype=bool)
     work = functools.partial(window_counts, options=options)
     for part in map_local(work, prep.chunks, options.n_processes, progress, "windows"):
         if not scaled:
             stats.add(part.values, part.valid)
         used += part.reads
-        if with_matrix:
-            at = np.searchsorted(rows, part.rows)
-            values[at] = part.values
-            valid[at] = part.valid
+        at = np.searchsorted(rows, part.rows)
+        values[at] = part.values
+        valid[at] = part.valid
     return Counts(stats, rows, values, valid, used)
 
 

@@ -56,10 +56,20 @@ def test_compiled_kernel_equals_pysam_fallback(monkeypatch):
         pd.testing.assert_frame_equal(fast.profile, slow.profile, check_exact=True)
 
 
-def test_profile_only_pool_path_equals_matrix_run():
-    """Without a matrix, pool workers send sparse histograms instead of values."""
-    base = bamcover.profiles.compute(STRANDED, str(SE_CHIP), processes=1, **OPTS).profile
+@pytest.mark.parametrize("extra", [{}, {"bin_size": 1, "strand_wise": False},
+                                   {"bin_size": 7, "upstream": 990, "reference_point": "start"}])
+def test_profile_only_paths_equal_matrix_run(monkeypatch, extra):
+    """Without a matrix, bin values go straight into histograms (dense in the kernel,
+    sparse when too tall or without it) and pool workers send sparse histograms."""
+    opts = {**OPTS, **extra}
+    base = bamcover.profiles.compute(STRANDED, str(SE_CHIP), processes=1, **opts).profile
     for processes, chunk in ((2, 2000), (2, 50_000), (1, 2000)):
         prof = bamcover.profile(STRANDED, str(SE_CHIP), processes=processes, chunk_bases=chunk,
-                                **OPTS)
+                                **opts)
         pd.testing.assert_frame_equal(prof, base, check_exact=True)
+    monkeypatch.setattr(bamcover.profiles._Stats, "DENSE_LIMIT", 0)
+    prof = bamcover.profile(STRANDED, str(SE_CHIP), processes=1, chunk_bases=20_000, **opts)
+    pd.testing.assert_frame_equal(prof, base, check_exact=True)
+    monkeypatch.setattr(reads, "_kernel", None)
+    prof = bamcover.profile(STRANDED, str(SE_CHIP), processes=1, chunk_bases=20_000, **opts)
+    pd.testing.assert_frame_equal(prof, base, check_exact=True)
