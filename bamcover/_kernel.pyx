@@ -301,18 +301,18 @@ cdef class BamReader:
 
 # --- per-bin sums and profile accumulators (the numpy versions are the fallback) ------------
 
-def window_sums(const int64_t[::1] cum_a, object cum_b_obj, const int64_t[::1] ws,
+def window_sums(const uint32_t[::1] cum_a, object cum_b_obj, const int64_t[::1] ws,
                 const int64_t[::1] cs, const int64_t[::1] ce, const int64_t[::1] off,
                 const uint8_t[::1] flip, const uint8_t[::1] minus, int64_t size,
                 int64_t nbins, int64_t length, int32_t[:, :, ::1] out, uint8_t[:, ::1] valid):
     """Bin sums of every window from cumulative coverage, oriented, in one pass.
 
-    ``cum_a`` is the cumulative coverage of all records (or of forward records when
-    ``cum_b`` — reverse records — is given: then channel 0 is sense, 1 antisense, by
+    ``cum_a`` is the cumulative coverage (mod 2³², from :func:`coverage`) of all records
+    (or of forward records when ``cum_b`` — reverse records — is given: then channel 0 is sense, 1 antisense, by
     ``minus``). Window i's bin k covers genomic [ws+k·size, ws+(k+1)·size); slot of a
     genomic position p is clip(p, cs, ce) + off. Bins with a base off the chromosome are 0
     and not valid. Returns the largest sum (to check int32 range)."""
-    cdef const int64_t[::1] cum_b
+    cdef const uint32_t[::1] cum_b
     cdef int two = cum_b_obj is not None
     if two:
         cum_b = cum_b_obj
@@ -334,9 +334,9 @@ def window_sums(const int64_t[::1] cum_a, object cum_b_obj, const int64_t[::1] w
                 valid[i, j] = 1
                 pa = (lo if a < lo else (hi if a > hi else a)) + o
                 pb = (lo if b < lo else (hi if b > hi else b)) + o
-                va = cum_a[pb] - cum_a[pa]
+                va = <uint32_t> (cum_a[pb] - cum_a[pa])
                 if two:
-                    vb = cum_b[pb] - cum_b[pa]
+                    vb = <uint32_t> (cum_b[pb] - cum_b[pa])
                     if minus[i]:
                         va, vb = vb, va
                     out[i, 1, j] = <int32_t> vb
@@ -465,39 +465,3 @@ cdef inline void _hist_run(const uint32_t *cov, int32_t *h, int64_t p, int64_t s
     for k in range(k0, k1):
         v = <uint32_t> (c[(k + 1) * size] - c[k * size])
         h[v * ncells + j0 + step * k] += 1
-
-
-def cumulative(const int64_t[::1] s, const int64_t[::1] e, const uint8_t[::1] rev,
-               int which, const int64_t[::1] bstart, const int64_t[::1] bend,
-               const int64_t[::1] base, int64_t total):
-    """Cumulative coverage over blocks laid end to end (``total`` slots, one spare per
-    block): ``cum[i]`` = coverage summed over slots before i, by the intervals [s, e)
-    (``which``: -1 all, 0 forward, 1 reverse records), each clipped to every block it
-    overlaps."""
-    out = np.zeros(total + 1, dtype=np.int64)
-    cdef int64_t[::1] cum = out
-    cdef Py_ssize_t n = s.shape[0], nblocks = bstart.shape[0], i, k, lo, hi, mid
-    cdef int64_t a, b, run = 0, acc = 0
-    with nogil:
-        for i in range(n):
-            if which >= 0 and rev[i] != which:
-                continue
-            lo, hi = 0, nblocks          # first block whose end > s[i]
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if bend[mid] <= s[i]:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            k = lo
-            while k < nblocks and bstart[k] < e[i]:
-                a = s[i] if s[i] > bstart[k] else bstart[k]
-                b = e[i] if e[i] < bend[k] else bend[k]
-                cum[a - bstart[k] + base[k] + 1] += 1    # difference array, shifted by one
-                cum[b - bstart[k] + base[k] + 1] -= 1
-                k += 1
-        for i in range(1, total + 1):   # coverage, then its running sum, in one pass
-            run += cum[i]                # coverage of slot i-1
-            acc += run
-            cum[i] = acc
-    return out

@@ -204,12 +204,8 @@ def counts_from_blocks(chunk: Chunk, options: Options, blocks: _Blocks) -> Chunk
 def _compiled_window_counts(chunk: Chunk, options: Options, blocks: _Blocks) -> ChunkCounts:
     """The same sums as the numpy path, from the kernel's one-pass loop."""
     n, nbins = len(chunk.starts), options.n_bins
-
-    def cum(which: int) -> np.ndarray:
-        return reads._kernel.cumulative(blocks.s, blocks.e, blocks.rev, which, blocks.bstart,
-                                        blocks.bend, blocks.base, blocks.total)
-
-    cum_a, cum_b = (cum(0), cum(1)) if options.strand_wise else (cum(-1), None)
+    cums, _ = coverages(blocks, options, cumulative=True)
+    cum_a, cum_b = cums[0], cums[1] if len(cums) > 1 else None
     values = np.empty((n, 2 if options.strand_wise else 1, nbins), dtype=np.int32)
     valid = np.empty((n, nbins), dtype=np.uint8)
     top = reads._kernel.window_sums(
@@ -238,11 +234,11 @@ def _scratch(slot: int, size: int) -> np.ndarray:
     return buf[:size]
 
 
-def coverages(blocks: _Blocks, options: Options) -> tuple[list[np.ndarray], int]:
+def coverages(blocks: _Blocks, options: Options, cumulative: bool
+              ) -> tuple[list[np.ndarray], int]:
     """Compiled kernel: coverage of all records (or forward, reverse when strand-wise) in
-    reused buffers, per slot for bin size 1, else cumulative (two lookups per bin); and
-    the largest coverage."""
-    cumulative = options.bin_size > 1
+    reused buffers, per slot or ``cumulative`` (mod 2³²: bin sums are two lookups); and the
+    largest coverage."""
 
     def cov(slot: int, which: int) -> tuple[np.ndarray, int]:
         buf = _scratch(slot, blocks.total + cumulative)
@@ -261,7 +257,8 @@ def window_histogram(chunk: Chunk, options: Options, blocks: _Blocks,
                      covs: list[np.ndarray], hist: np.ndarray) -> None:
     """Compiled kernel, profile only: count every valid bin sum of the chunk's windows
     into ``hist[value, channel × bins + bin]`` (oriented, sense/antisense by region strand),
-    which must be taller than bin size × the largest coverage."""
+    which must be taller than bin size × the largest coverage. ``covs`` are per slot for
+    bin size 1, else cumulative."""
     reads._kernel.window_hist(
         covs[0], covs[1] if len(covs) > 1 else None,
         np.ascontiguousarray(chunk.starts, np.int64), _slot_offsets(blocks),

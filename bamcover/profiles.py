@@ -159,7 +159,7 @@ class _Stats:
         histogram, never held as a regions × bins array."""
         blocks = read_blocks(chunk, options)
         if reads._kernel is not None:
-            covs, top = coverages(blocks, options)
+            covs, top = coverages(blocks, options, cumulative=options.bin_size > 1)
             dense = self._dense_for(options.bin_size * top + 1)
             if dense is not None:
                 window_histogram(chunk, options, blocks, covs, dense)

@@ -73,3 +73,14 @@ def test_profile_only_paths_equal_matrix_run(monkeypatch, extra):
     monkeypatch.setattr(reads, "_kernel", None)
     prof = bamcover.profile(STRANDED, str(SE_CHIP), processes=1, chunk_bases=20_000, **opts)
     pd.testing.assert_frame_equal(prof, base, check_exact=True)
+
+
+@pytest.mark.parametrize("with_matrix", [False, True])
+def test_bin_sums_beyond_int32_are_refused(monkeypatch, with_matrix):
+    """Bin sums are int32 and come from uint32 cumulatives: a bound too small for the
+    data must stop the run, never wrap."""
+    from bamcover import counting
+    monkeypatch.setattr(counting, "INT32_MAX", 3)
+    with pytest.raises(OverflowError, match="exceeds 2\\^31"):
+        bamcover.profiles.compute(STRANDED, str(SE_CHIP), processes=1,
+                                  with_matrix=with_matrix, **OPTS)
