@@ -3,6 +3,7 @@ chunks into one accumulator per worker process."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import pickle
 import queue
@@ -26,26 +27,39 @@ def progress_bar(total: int, desc: str, enabled: bool, unit: str = "chunk"):
 
 def map_local(func: Callable[[Any], Any], items: Sequence[Any], processes: int,
               progress: bool = False, desc: str = "bamcover") -> Iterator[Any]:
-    """Yield ``func(item)`` for each item, in input order, using a process pool.
+    """Yield ``func(item)`` for each item, in input order, using worker processes.
 
     Results stream back as they are ready so the caller can reduce them in O(chunk)
-    memory; one process runs in this process, without a pool.
+    memory; one process runs in this process. A worker that dies (OOM killer, SIGKILL)
+    is an error, never a hang or a missing item.
     """
+    processes = max(1, min(processes, len(items)))
     with progress_bar(len(items), desc, progress) as bar:
-        if processes <= 1 or len(items) <= 1:
+        if processes == 1:
             for item in items:
                 yield func(item)
                 bar.update()
             return
-        ctx = mp.get_context("fork")
-        with ctx.Pool(min(processes, len(items)), initializer=_default_signals) as pool:
-            for result in pool.imap(func, items, chunksize=1):
-                yield result
+        waiting: dict[int, Any] = {}
+        following = 0
+        # closing(): a consumer that stops early still stops the workers
+        with contextlib.closing(_run_workers(lambda: (func, _nothing), items, processes)) as run:
+            for kind, value in run:
+                if kind != "item":
+                    continue
+                waiting[value[0]] = value[1]
                 bar.update()
+                while following in waiting:
+                    yield waiting.pop(following)
+                    following += 1
+
+
+def _nothing() -> None:
+    return None
 
 
 def _default_signals() -> None:
-    """Pool workers die on SIGTERM (the parent may have a handler that raises)."""
+    """Workers die on SIGTERM (the parent may have a handler that raises)."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
@@ -75,35 +89,64 @@ def fold_local(new: Callable[[], S], add: Callable[[S, T], None], items: Sequenc
                 add(state, item)
                 bar.update()
         return [state]
+    with progress_bar(len(items), desc, progress) as bar:
+        states = []
+        for kind, value in _run_workers(lambda: _folder(new, add), items, processes):
+            if kind == "item":
+                bar.update()
+            else:
+                states.append(value)
+    return states
+
+
+def _folder(new: Callable[[], S], add: Callable[[S, T], None]):
+    state = new()
+    return (lambda item: add(state, item)), (lambda: state)
+
+
+# The parent never blocks longer than this, so its SIGTERM handler runs promptly even when
+# the kernel delivered the signal to one of its helper threads.
+_POLL = 0.2
+
+
+def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence[Any],
+                 processes: int) -> Iterator[tuple[str, Any]]:
+    """Run ``processes`` forked workers over ``items``; yield their messages.
+
+    Each worker calls ``start()`` once for ``(work, finish)``, then takes item indices
+    from a queue, sending ``("item", (i, work(items[i])))`` for each and
+    ``("end", finish())`` when the queue runs dry. A worker's exception is re-raised
+    here; a worker that ends without its "end" message is a RuntimeError.
+    """
     ctx = mp.get_context("fork")       # workers inherit items and functions, nothing pickled
     todo, done = ctx.Queue(), ctx.Queue()
     for i in range(len(items)):
         todo.put(i)
     for _ in range(processes):
         todo.put(None)
-    workers = [ctx.Process(target=_fold_worker, args=(new, add, items, todo, done), daemon=True)
+    workers = [ctx.Process(target=_worker, args=(start, items, todo, done), daemon=True)
                for _ in range(processes)]
     for w in workers:
         w.start()
-    states: list[S] = []
     try:
-        with progress_bar(len(items), desc, progress) as bar:
-            while len(states) < processes:
-                try:
-                    kind, value = done.get(timeout=1)
-                except queue.Empty:
-                    codes = [w.exitcode for w in workers]
-                    if None not in codes or any(codes):      # nothing more can come
+        ended = 0
+        last_look = False
+        while ended < processes:
+            try:
+                kind, value = done.get(timeout=_POLL)
+            except queue.Empty:
+                codes = [w.exitcode for w in workers]
+                if None not in codes or any(codes):      # nothing more can come…
+                    if last_look:                        # …once the pipe is drained
                         bad = next((c for c in codes if c), 0)
                         raise RuntimeError(f"a worker process ended without its result "
                                            f"(exit code {bad})") from None
-                    continue
-                if kind == "item":
-                    bar.update()
-                elif kind == "state":
-                    states.append(value)
-                else:
-                    raise value
+                    last_look = True
+                continue
+            if kind == "error":
+                raise value
+            ended += kind == "end"
+            yield kind, value
         for w in workers:
             w.join()
     finally:
@@ -111,17 +154,15 @@ def fold_local(new: Callable[[], S], add: Callable[[S, T], None], items: Sequenc
             if w.is_alive():
                 w.terminate()
                 w.join()
-    return states
 
 
-def _fold_worker(new, add, items, todo, done) -> None:
+def _worker(start, items, todo, done) -> None:
     _default_signals()
     try:
-        state = new()
+        work, finish = start()
         while (i := todo.get()) is not None:
-            add(state, items[i])
-            done.put(("item", None))
-        done.put(("state", state))
+            done.put(("item", (i, work(items[i]))))
+        done.put(("end", finish()))
     except BaseException as exc:  # noqa: BLE001 - the parent re-raises it
         try:
             pickle.dumps(exc)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import threading
+import time
 
 import pytest
 
 from bamcover import BamcoverError
-from bamcover.executors import fold_local
+from bamcover.executors import fold_local, map_local
 
 
 def _add(state: list, item: int) -> None:
@@ -35,3 +38,58 @@ def test_fold_reraises_a_worker_error():
 def test_fold_refuses_a_result_missing_a_killed_worker():
     with pytest.raises(RuntimeError, match="ended without its result"):
         fold_local(list, _add, [1, 2, 666, 3, 4, 5], 2)
+
+
+def _square_or_die(item: int) -> int:
+    if item == 13:
+        raise BamcoverError("chunk 13 is bad")
+    if item == 666:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.01 * (item % 3))          # finish out of order
+    return item * item
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3])
+def test_map_yields_in_input_order(processes):
+    items = [i for i in range(40) if i != 13]
+    assert list(map_local(_square_or_die, items, processes)) == [i * i for i in items]
+
+
+def test_map_reraises_a_worker_error():
+    with pytest.raises(BamcoverError, match="chunk 13 is bad"):
+        list(map_local(_square_or_die, list(range(30)), 2))
+
+
+def test_map_refuses_to_hang_on_a_killed_worker():
+    with pytest.raises(RuntimeError, match="ended without its result"):
+        list(map_local(_square_or_die, [1, 2, 666, 3, 4, 5], 2))
+
+
+class _Stop(Exception):
+    pass
+
+
+def _sleep(item: int) -> int:
+    time.sleep(30)
+    return item
+
+
+def test_parent_handler_runs_when_a_helper_thread_takes_the_signal():
+    """The kernel may hand a process-wide SIGTERM to any thread that does not block it;
+    the parent's handler must still run at once, and the workers must be stopped."""
+    def on_term(signum, frame):
+        raise _Stop()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    timer = threading.Timer(
+        0.5, lambda: signal.pthread_kill(threading.get_ident(), signal.SIGTERM))
+    begin = time.monotonic()
+    try:
+        timer.start()
+        with pytest.raises(_Stop):
+            list(map_local(_sleep, [1, 2], 2))
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    assert time.monotonic() - begin < 5
+    assert not [p for p in multiprocessing.active_children() if p.is_alive()]

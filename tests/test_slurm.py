@@ -223,7 +223,10 @@ def test_pool_in_job_shuts_down_on_sigterm(tmp_path):
 
     until(lambda: all(gone(p) for p in pids), 20)
     marker = t._marker(0)
-    assert marker["exit_code"] == 143 and "SIGTERM" in marker["error"]
+    logs = [p for p in t.status()["log"] if p and os.path.exists(p)]
+    why = f"marker {marker}; job log: " + " ".join(open(p).read()[-1500:] for p in logs)
+    assert marker.get("exit_code") == 143, why
+    assert "SIGTERM" in marker["error"], why
 
 
 def test_two_tasks_at_once(tmp_path):
