@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
+
+# The test extra installs ruff and deepTools next to this Python (.venv/bin), which the
+# README's `.venv/bin/python -m pytest` does not put on PATH: without this their tests skip.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
+                                      os.environ.get("PATH", "")])
 
 DATA = Path(__file__).resolve().parent.parent / "test_data"
 SE_CHIP = DATA / "ctcf_se_chip.bam"
