@@ -12,17 +12,36 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-import parmap
-from tqdm.auto import tqdm
-
 S = TypeVar("S")
 T = TypeVar("T")
 
 
 def progress_bar(total: int, desc: str, enabled: bool, unit: str = "chunk"):
     """A tqdm bar on stderr; silent when disabled or when stderr is not a terminal."""
-    return tqdm(total=total, desc=desc, unit=unit, disable=None if enabled else True,
-                leave=False, dynamic_ncols=True)
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm  # 40 ms of imports: runs without a bar skip them
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False,
+                dynamic_ncols=True)
+
+
+class _NoBar:
+    """What a disabled bar needs: a context manager with ``n``, ``update``, ``refresh``."""
+
+    n = 0
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def refresh(self) -> None:
+        pass
 
 
 def map_local(func: Callable[[Any], Any], items: Sequence[Any], processes: int,
@@ -66,6 +85,8 @@ def _default_signals() -> None:
 def starmap_local(func: Callable[..., Any], items: Iterable[Any], *args: Any,
                   processes: int = 1) -> list[Any]:
     """``[func(item, *args) for item in items]`` on a parmap pool (small task lists)."""
+    import parmap
+
     items = list(items)
     return parmap.map(func, items, *args, pm_processes=max(1, min(processes, len(items))),
                       pm_parallel=processes > 1 and len(items) > 1)

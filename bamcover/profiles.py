@@ -178,6 +178,10 @@ class _Stats:
 
     def merge(self, other: _Stats) -> None:
         """Add another accumulator's counts (exact: integers only)."""
+        if self._dense is None and not self._keys:         # empty: take other's tables
+            self._dense, self._keys = other._dense, list(other._keys)
+            self._counts, self.reads = list(other._counts), self.reads + other.reads
+            return
         self.reads += other.reads
         parts = list(zip(other._keys, other._counts, strict=True))
         if other._dense is not None:
