@@ -192,8 +192,11 @@ class _Stats:
             else:
                 parts.append(_dense_keys(other._dense))
         for keys, counts in parts:
+            # into a dense table only if there is one: sorting sparse keys costs less than
+            # building a table that is mostly zeros only to find its non-zero cells again
             value = keys & 0xFFFFFFFF
-            dense = self._dense_for(int(value.max()) + 1) if keys.size else None
+            dense = self._dense_for(int(value.max()) + 1) \
+                if keys.size and self._dense is not None else None
             if dense is not None:           # keys are unique: plain fancy-index add
                 dense[value, keys >> 32] += counts.astype(np.int32)
             else:
