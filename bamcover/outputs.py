@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import sys
 import tempfile
@@ -11,6 +12,10 @@ from collections.abc import Iterator
 import pandas as pd
 
 from .errors import BamcoverError
+
+#: gzip's own default: level 9 (pandas' and Arrow's) took 7× as long for a 12 % smaller
+#: matrix file (56 MB of text: 9.5 s vs 1.4 s)
+GZIP_LEVEL = 6
 
 
 def check_writable(path: str | os.PathLike | None) -> None:
@@ -25,6 +30,20 @@ def check_writable(path: str | os.PathLike | None) -> None:
         raise BamcoverError(f"{path}: cannot write output, directory {directory} does not exist")
     if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise BamcoverError(f"{path}: cannot write output, permission denied")
+
+
+def check_distinct(outputs: dict[str, str | os.PathLike | None]) -> None:
+    """Fail before any work if two options name the same output file (one would be
+    silently overwritten by the other); stdout ('-') may be named once."""
+    seen: dict[str, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        key = "-" if os.fspath(path) == "-" else os.path.realpath(path)
+        if key in seen:
+            raise BamcoverError(f"{path}: {seen[key]} and {option} name the same output; "
+                                "give each its own file")
+        seen[key] = option
 
 
 @contextlib.contextmanager
@@ -68,9 +87,54 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike | None, index: bool = 
             out.to_parquet(tmp, index=False)
         else:
             sep = "," if path.removesuffix(".gz").endswith(".csv") else "\t"
-            compression = "gzip" if path.endswith(".gz") else None
-            df.to_csv(tmp, sep=sep, index=index, na_rep="nan", compression=compression,
-                      float_format=fmt)
+            gz = path.endswith(".gz")
+            if index or not _write_counts_text(df, tmp, sep, gz):
+                df.to_csv(tmp, sep=sep, index=index, na_rep="nan", float_format=fmt,
+                          compression={"method": "gzip", "compresslevel": GZIP_LEVEL}
+                          if gz else None)
+
+
+def _write_counts_text(df: pd.DataFrame, path: str, sep: str, gz: bool) -> bool:
+    """Write a table of counts (integer columns, float32 columns holding whole numbers or
+    NaN, plain strings) through Arrow's C++ CSV writer, the same bytes pandas writes (a
+    whole number's ``%.9g`` is its digits) about 20× faster: matrices are millions of
+    cells. Returns False, writing nothing, for any other table."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    special = [sep, '"', "\n", "\r"]
+    if any(any(ch in str(name) for ch in special) for name in df.columns) or \
+            len(set(map(str, df.columns))) != df.shape[1]:
+        return False
+    arrays = []
+    for _, col in df.items():
+        values = col.to_numpy()
+        if values.dtype.kind in "iu":
+            arrays.append(pa.array(values))
+        elif values.dtype == np.float32:
+            missing = np.isnan(values)
+            whole = np.where(missing, 0, values)
+            if not np.array_equal(whole, np.round(whole)):
+                return False
+            arrays.append(pa.array(whole.astype(np.int64), mask=missing))
+        elif values.dtype == object and len(values) and \
+                all(type(v) is str for v in values):
+            text = pd.Series(values, dtype=object)
+            if any(text.str.contains(ch, regex=False).any() for ch in special):
+                return False
+            arrays.append(pa.array(values, type=pa.string()))
+        else:
+            return False
+    table = pa.Table.from_arrays(arrays, names=[str(c) for c in df.columns])
+    options = pacsv.WriteOptions(delimiter=sep, null_string="nan", quoting_style="none",
+                                 quoting_header="none")
+    if gz:
+        with gzip.open(path, "wb", compresslevel=GZIP_LEVEL) as out:
+            pacsv.write_csv(table, out, options)
+    else:
+        pacsv.write_csv(table, path, options)
+    return True
 
 
 def provenance(command: dict, inputs: list[str], options: dict | None = None,

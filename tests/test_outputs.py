@@ -1,0 +1,95 @@
+"""Table writing: count tables go through Arrow's CSV writer and must come out byte for byte
+as pandas' to_csv writes them (the format users' scripts already parse); anything else
+goes through pandas itself."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bamcover import outputs
+from bamcover.outputs import write_table
+
+from .conftest import SE_CHIP, SUMMITS, WINDOW
+
+
+def _pandas_text(df: pd.DataFrame, sep: str) -> bytes:
+    fmt = "%.9g" if any(df.dtypes == "float32") else None
+    return df.to_csv(sep=sep, index=False, na_rep="nan", float_format=fmt).encode()
+
+
+def _read(path) -> bytes:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        return fh.read()
+
+
+def _counts(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    values = rng.poisson(4, size=(n, 50)).astype(np.float32)
+    values[rng.random(values.shape) < 0.05] = np.nan
+    values[0, 0] = 16_777_215                   # largest whole float32 bamcover writes
+    df = pd.DataFrame({"chrom": [f"chr{i % 3}" for i in range(n)],
+                       "start": np.arange(n, dtype=np.int64) * 1000 - 5,
+                       "name": [f"peak {i}" for i in range(n)], "strand": "."})
+    return pd.concat([df, pd.DataFrame(values, columns=[str(c) for c in range(-25, 25)])],
+                     axis=1)
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".tsv.gz", ".csv"])
+def test_count_tables_are_written_as_pandas_writes_them(tmp_path, monkeypatch, suffix):
+    df = _counts()
+    used = []
+    real = outputs._write_counts_text
+    monkeypatch.setattr(outputs, "_write_counts_text",
+                        lambda *a: used.append(real(*a)) or used[-1])
+    path = tmp_path / f"m{suffix}"
+    write_table(df, path)
+    assert used == [True]
+    assert _read(path) == _pandas_text(df, "," if ".csv" in suffix else "\t")
+
+
+@pytest.mark.parametrize("change", ["fraction", "float64", "tab in name", "quote in name",
+                                    "missing name", "comma in csv"])
+def test_other_tables_fall_back_to_pandas(tmp_path, monkeypatch, change):
+    df, suffix = _counts(40), ".tsv"
+    if change == "fraction":
+        df["0"] = df["0"] + np.float32(0.5)
+    elif change == "float64":
+        df["0"] = df["0"].astype(np.float64)
+    elif change == "tab in name":
+        df.loc[3, "name"] = "a\tb"
+    elif change == "quote in name":
+        df.loc[3, "name"] = 'a"b'
+    elif change == "missing name":
+        df["name"] = df["name"].astype(object)
+        df.loc[3, "name"] = None
+    else:
+        df.loc[3, "name"], suffix = "a,b", ".csv"
+    used = []
+    real = outputs._write_counts_text
+    monkeypatch.setattr(outputs, "_write_counts_text",
+                        lambda *a: used.append(real(*a)) or used[-1])
+    path = tmp_path / f"m{suffix}"
+    write_table(df, path)
+    assert used == [False]
+    assert _read(path) == _pandas_text(df, "," if suffix == ".csv" else "\t")
+
+
+def test_real_matrix_file_round_trips(tmp_path):
+    """The CLI's matrix file on the fixture: what pandas would have written, read back
+    as the same numbers."""
+    import bamcover
+    from bamcover import formats
+
+    mat = bamcover.matrix(SUMMITS, SE_CHIP, **WINDOW)
+    table = formats.matrix_table(mat)
+    path = tmp_path / "matrix.tsv.gz"
+    write_table(table, path)
+    assert _read(path) == _pandas_text(table, "\t")
+    back = pd.read_csv(path, sep="\t")
+    np.testing.assert_array_equal(back.iloc[:, 7:].to_numpy(np.float64),
+                                  mat.to_numpy(np.float64))
