@@ -15,7 +15,7 @@ import pandas as pd
 from . import __version__, cluster
 from .errors import BamcoverError
 from .options import DEFAULT_FLAG_EXCLUDE, TN5_SHIFT, Options
-from .outputs import check_writable, provenance, write_provenance, write_table
+from .outputs import check_distinct, check_writable, provenance, write_provenance, write_table
 from .profiles import STATUS_MISSING, STATUS_OFF, STATUS_UNKNOWN, _stem, compute, coverage, density
 from .reads import open_bam
 from .regions import read_regions
@@ -276,6 +276,7 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
     options.warn_rounding()
     for path in (output, matrix_path, long_path):
         check_writable(path)
+    check_distinct({"-o": output, "--matrix": matrix_path, "--long": long_path})
     if long_path and slurm:
         raise BamcoverError("--long is not available with --slurm; use --matrix and "
                             "bamcover.formats.tidy_matrix")
@@ -491,6 +492,7 @@ def collect_cmd(task, workdir, output, matrix_path, permissive):
         outputs["matrix"] = matrix_path
     for path in outputs.values():
         check_writable(path)
+    check_distinct({"-o": outputs.get("output"), "--matrix": outputs.get("matrix")})
     _collect_and_write(t, permissive, outputs)
 
 

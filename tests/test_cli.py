@@ -149,3 +149,13 @@ def test_unwritable_output_is_checked_first(tmp_path):
         assert code == 2 and match in err and len(err.strip().splitlines()) == 1
     code, _, err = run("profile", SUMMITS, SE_CHIP, "--matrix", tmp_path / "x" / "m.tsv", "-q")
     assert code == 2 and "m.tsv: cannot write output" in err
+
+
+def test_two_outputs_naming_one_file_are_refused_first(tmp_path):
+    """-o and --matrix on one path would leave only one of them, silently."""
+    target = tmp_path / "out.tsv"
+    code, _, err = run("profile", SUMMITS, SE_CHIP, "-o", target, "--matrix",
+                       tmp_path / "." / "out.tsv", "-q")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "-o and --matrix name the same output" in err
+    assert not target.exists()
