@@ -27,6 +27,16 @@ def _read(path) -> bytes:
         return fh.read()
 
 
+@pytest.fixture
+def fast_path_used(monkeypatch) -> list[bool]:
+    """What each call of the Arrow writer returned (True: it wrote the file)."""
+    used: list[bool] = []
+    real = outputs._write_counts_text
+    monkeypatch.setattr(outputs, "_write_counts_text",
+                        lambda *a: used.append(real(*a)) or used[-1])
+    return used
+
+
 def _counts(n: int = 300) -> pd.DataFrame:
     rng = np.random.default_rng(7)
     values = rng.poisson(4, size=(n, 50)).astype(np.float32)
@@ -40,21 +50,17 @@ def _counts(n: int = 300) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("suffix", [".tsv", ".tsv.gz", ".csv"])
-def test_count_tables_are_written_as_pandas_writes_them(tmp_path, monkeypatch, suffix):
+def test_count_tables_are_written_as_pandas_writes_them(tmp_path, fast_path_used, suffix):
     df = _counts()
-    used = []
-    real = outputs._write_counts_text
-    monkeypatch.setattr(outputs, "_write_counts_text",
-                        lambda *a: used.append(real(*a)) or used[-1])
     path = tmp_path / f"m{suffix}"
     write_table(df, path)
-    assert used == [True]
+    assert fast_path_used == [True]
     assert _read(path) == _pandas_text(df, "," if ".csv" in suffix else "\t")
 
 
 @pytest.mark.parametrize("change", ["fraction", "float64", "tab in name", "quote in name",
                                     "missing name", "comma in csv"])
-def test_other_tables_fall_back_to_pandas(tmp_path, monkeypatch, change):
+def test_other_tables_fall_back_to_pandas(tmp_path, fast_path_used, change):
     df, suffix = _counts(40), ".tsv"
     if change == "fraction":
         df["0"] = df["0"] + np.float32(0.5)
@@ -69,13 +75,9 @@ def test_other_tables_fall_back_to_pandas(tmp_path, monkeypatch, change):
         df.loc[3, "name"] = None
     else:
         df.loc[3, "name"], suffix = "a,b", ".csv"
-    used = []
-    real = outputs._write_counts_text
-    monkeypatch.setattr(outputs, "_write_counts_text",
-                        lambda *a: used.append(real(*a)) or used[-1])
     path = tmp_path / f"m{suffix}"
     write_table(df, path)
-    assert used == [False]
+    assert fast_path_used == [False]
     assert _read(path) == _pandas_text(df, "," if suffix == ".csv" else "\t")
 
 
