@@ -115,7 +115,9 @@ def _write_counts_text(df: pd.DataFrame, path: str, sep: str, gz: bool) -> bool:
         elif values.dtype == np.float32:
             missing = np.isnan(values)
             whole = np.where(missing, 0, values)
-            if not np.array_equal(whole, np.round(whole)):
+            # %.9g prints a whole number below 1e9 as its digits ('-0' and 1e+09 are not)
+            if not (np.array_equal(whole, np.round(whole)) and (np.abs(whole) < 1e9).all()
+                    and not np.signbit(whole[whole == 0]).any()):
                 return False
             arrays.append(pa.array(whole.astype(np.int64), mask=missing))
         elif values.dtype == object and len(values) and \

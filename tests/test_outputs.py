@@ -59,7 +59,7 @@ def test_count_tables_are_written_as_pandas_writes_them(tmp_path, fast_path_used
 
 
 @pytest.mark.parametrize("change", ["fraction", "float64", "tab in name", "quote in name",
-                                    "missing name", "comma in csv"])
+                                    "missing name", "comma in csv", "inf", "1e9", "-0"])
 def test_other_tables_fall_back_to_pandas(tmp_path, fast_path_used, change):
     df, suffix = _counts(40), ".tsv"
     if change == "fraction":
@@ -70,6 +70,8 @@ def test_other_tables_fall_back_to_pandas(tmp_path, fast_path_used, change):
         df.loc[3, "name"] = "a\tb"
     elif change == "quote in name":
         df.loc[3, "name"] = 'a"b'
+    elif change in ("inf", "1e9", "-0"):
+        df.loc[5, "3"] = {"inf": np.inf, "1e9": 1e9, "-0": -0.0}[change]
     elif change == "missing name":
         df["name"] = df["name"].astype(object)
         df.loc[3, "name"] = None
