@@ -456,15 +456,22 @@ def compute(regions, bam, options: Options | None = None, *, with_matrix: bool =
 
 
 def _matrix_frame(regions, status, values, valid, options, factor) -> pd.DataFrame:
+    """The matrix as a float DataFrame, NaN where a bin is off the chromosome. Built column
+    by column in one conversion, in the layout pandas keeps (each bin's column contiguous),
+    so neither pandas nor Arrow (parquet) copies it again."""
+    nch, nbins = values.shape[1], values.shape[2]
+    flat = values.reshape(-1, nbins)
     if options.normalize == "none" and options.scale_factor == 1:
         big = options.scale_regions or (values.size and values.max() >= 2 ** 24)
-        data = values.astype(np.float64 if big else np.float32)
+        data = np.empty((nbins, len(flat)), np.float64 if big else np.float32).T
+        data[...] = flat
     else:
-        data = values * factor
-    data[~np.broadcast_to(valid[:, None, :], data.shape)] = np.nan
+        data = np.empty((nbins, len(flat)), np.float64).T
+        np.multiply(flat, factor, out=data)
+    data[~np.repeat(valid, nch, axis=0)] = np.nan
     index = matrix_index(regions, status.to_numpy(), options.channels)
-    return pd.DataFrame(data.reshape(-1, data.shape[-1]), index=index,
-                        columns=pd.Index(options.offsets, name="offset"))
+    return pd.DataFrame(data, index=index, columns=pd.Index(options.offsets, name="offset"),
+                        copy=False)
 
 
 def matrix_index(regions: pd.DataFrame, status: np.ndarray, channels: Sequence[str]
