@@ -178,11 +178,11 @@ class _Stats:
 
     def merge(self, other: _Stats) -> None:
         """Add another accumulator's counts (exact: integers only)."""
-        if self._dense is None and not self._keys:         # empty: take other's tables
-            self._dense, self._keys = other._dense, list(other._keys)
-            self._counts, self.reads = list(other._counts), self.reads + other.reads
-            return
         self.reads += other.reads
+        if self._dense is None and not self._keys:         # empty: take other's tables
+            self._dense, self._keys, self._counts = \
+                other._dense, list(other._keys), list(other._counts)
+            return
         parts = list(zip(other._keys, other._counts, strict=True))
         if other._dense is not None:
             height = other._dense.shape[0]
@@ -461,12 +461,13 @@ def _matrix_frame(regions, status, values, valid, options, factor) -> pd.DataFra
     so neither pandas nor Arrow (parquet) copies it again."""
     nch, nbins = values.shape[1], values.shape[2]
     flat = values.reshape(-1, nbins)
-    if options.normalize == "none" and options.scale_factor == 1:
-        big = options.scale_regions or (values.size and values.max() >= 2 ** 24)
-        data = np.empty((nbins, len(flat)), np.float64 if big else np.float32).T
+    counts = options.normalize == "none" and options.scale_factor == 1
+    # whole counts below 2^24 are exact in float32; anything else is float64
+    small = counts and not options.scale_regions and not (values.size and values.max() >= 2 ** 24)
+    data = np.empty((nbins, len(flat)), np.float32 if small else np.float64).T
+    if counts:
         data[...] = flat
     else:
-        data = np.empty((nbins, len(flat)), np.float64).T
         np.multiply(flat, factor, out=data)
     data[~np.repeat(valid, nch, axis=0)] = np.nan
     index = matrix_index(regions, status.to_numpy(), options.channels)

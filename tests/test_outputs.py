@@ -59,7 +59,8 @@ def test_count_tables_are_written_as_pandas_writes_them(tmp_path, fast_path_used
 
 
 @pytest.mark.parametrize("change", ["fraction", "float64", "tab in name", "quote in name",
-                                    "missing name", "comma in csv", "inf", "1e9", "-0"])
+                                    "missing name", "comma in csv", "inf", "1e9", "-0",
+                                    "tab in header", "repeated header"])
 def test_other_tables_fall_back_to_pandas(tmp_path, fast_path_used, change):
     df, suffix = _counts(40), ".tsv"
     if change == "fraction":
@@ -70,6 +71,10 @@ def test_other_tables_fall_back_to_pandas(tmp_path, fast_path_used, change):
         df.loc[3, "name"] = "a\tb"
     elif change == "quote in name":
         df.loc[3, "name"] = 'a"b'
+    elif change == "tab in header":
+        df = df.rename(columns={"3": "3\t4"})
+    elif change == "repeated header":
+        df = df.rename(columns={"3": "4"})
     elif change in ("inf", "1e9", "-0"):
         df.loc[5, "3"] = {"inf": np.inf, "1e9": 1e9, "-0": -0.0}[change]
     elif change == "missing name":
@@ -83,9 +88,9 @@ def test_other_tables_fall_back_to_pandas(tmp_path, fast_path_used, change):
     assert _read(path) == _pandas_text(df, "," if suffix == ".csv" else "\t")
 
 
-def test_real_matrix_file_round_trips(tmp_path):
-    """The CLI's matrix file on the fixture: what pandas would have written, read back
-    as the same numbers."""
+def test_real_matrix_file_round_trips(tmp_path, fast_path_used):
+    """The CLI's matrix file on the fixture goes the fast way, comes out as pandas would
+    have written it, and reads back as the same numbers."""
     import bamcover
     from bamcover import formats
 
@@ -93,6 +98,7 @@ def test_real_matrix_file_round_trips(tmp_path):
     table = formats.matrix_table(mat)
     path = tmp_path / "matrix.tsv.gz"
     write_table(table, path)
+    assert fast_path_used == [True]
     assert _read(path) == _pandas_text(table, "\t")
     back = pd.read_csv(path, sep="\t")
     np.testing.assert_array_equal(back.iloc[:, 7:].to_numpy(np.float64),
