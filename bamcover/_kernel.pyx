@@ -6,6 +6,7 @@ Semantics are documented in ``bamcover.reads``; ``bamcover.reads._py_intervals``
 pure-pysam fallback with the same contract.
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t
+from libc.math cimport NAN
 from libc.stdlib cimport malloc, free
 import numpy as np
 cimport numpy as cnp
@@ -465,3 +466,35 @@ cdef inline void _hist_run(const uint32_t *cov, int32_t *h, int64_t p, int64_t s
     for k in range(k0, k1):
         v = <uint32_t> (c[(k + 1) * size] - c[k * size])
         h[v * ncells + j0 + step * k] += 1
+
+
+ctypedef fused _src_t:
+    int32_t
+    double
+
+ctypedef fused _dst_t:
+    float
+    double
+
+
+def matrix_columns(const _src_t[:, ::1] rows, const uint8_t[:, ::1] valid, Py_ssize_t nch,
+                   double factor, bint scale, _dst_t[:, ::1] columns):
+    """The matrix in pandas' column layout: ``columns[k, r] = rows[r, k]`` (times
+    ``factor`` in double precision when ``scale``), NaN where ``valid[r // nch, k]`` is 0.
+    Rows are taken 64 at a time so each cache line read serves 16 bins: a transposing
+    copy that numpy does with strided access at a third of the speed."""
+    cdef Py_ssize_t nrows = rows.shape[0], nbins = rows.shape[1], r0, r1, r, k
+    cdef const uint8_t *ok[64]
+    with nogil:
+        for r0 in range(0, nrows, 64):
+            r1 = r0 + 64 if r0 + 64 < nrows else nrows
+            for r in range(r0, r1):
+                ok[r - r0] = &valid[r // nch, 0]
+            for k in range(nbins):
+                if scale:
+                    for r in range(r0, r1):
+                        columns[k, r] = <_dst_t> (rows[r, k] * factor) if ok[r - r0][k] \
+                            else NAN
+                else:
+                    for r in range(r0, r1):
+                        columns[k, r] = <_dst_t> rows[r, k] if ok[r - r0][k] else NAN

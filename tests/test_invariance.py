@@ -47,7 +47,9 @@ def test_region_order_is_kept():
 def test_compiled_kernel_equals_pysam_fallback(monkeypatch):
     assert reads.KERNEL.startswith("htslib"), "setup-env should build the compiled kernel"
     regs = read_regions(STRANDED).iloc[:150]
-    for bam, extra in ((SE_CHIP, {"min_mapq": 1}), (PE_CHIP, {"pairs": True, "shift": 3})):
+    for bam, extra in ((SE_CHIP, {"min_mapq": 1}), (PE_CHIP, {"pairs": True, "shift": 3}),
+                       (SE_CHIP, {"normalize": "cpm"}),
+                       (SE_CHIP, {"scale_regions": True, "body_length": 500})):
         fast = bamcover.profiles.compute(regs, str(bam), processes=1, **OPTS, **extra)
         monkeypatch.setattr(reads, "_kernel", None)    # numpy counting, sparse medians, pysam
         slow = bamcover.profiles.compute(regs, str(bam), processes=1, **OPTS, **extra)
