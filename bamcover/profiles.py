@@ -9,6 +9,7 @@ values are float means: their statistics come from the assembled matrix in input
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import warnings
 from collections.abc import Sequence
@@ -381,37 +382,49 @@ def _add_chunk(stats: _Stats, chunk, options: Options) -> None:
     stats.reads += stats.add_chunk(chunk, options)
 
 
+def _add_rows(stats: _Stats, chunk, options: Options, rows: np.ndarray, values: np.ndarray,
+              valid: np.ndarray) -> None:
+    """Matrix runs: write the chunk's rows into the shared matrix and count them."""
+    part = window_counts(chunk, options)
+    at = np.searchsorted(rows, part.rows)
+    values[at] = part.values
+    valid[at] = part.valid
+    if not options.scale_regions:
+        stats.add(part.values, part.valid)
+    stats.reads += part.reads
+
+
+def _shared_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A zeroed array in anonymous shared memory: forked workers write their rows of the
+    matrix into it in place, so no matrix travels back through a pipe to be copied again."""
+    count = int(np.prod(shape))
+    buf = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1))
+    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
+
+
 def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matrix: bool,
                   progress: bool = False) -> Counts:
     """Count the prepared chunks (whose regions are all in sorted ``rows``). Scale-regions
     values are float means: they are always kept (``stats`` stays empty) and the profile is
-    computed from the assembled matrix in :func:`finish`."""
+    computed from the assembled matrix in :func:`finish`.
+
+    Each worker folds its chunks into one histogram table and sends it back once, so the
+    profile needs O(chunk) memory; with a matrix, workers also write their rows into it."""
     nch, nbins = len(options.channels), options.n_bins
     stats = _Stats(nch, nbins)
-    scaled = options.scale_regions
-    with_matrix = with_matrix or scaled
-    used = 0
-    if not with_matrix:
-        # profile only: chunks go straight into histograms, O(chunk) memory; each worker
-        # folds its chunks into one table and sends it back once
-        new = functools.partial(_Stats, nch, nbins)
+    values = valid = None
+    if with_matrix or options.scale_regions:
+        values = _shared_zeros((len(rows), nch, nbins),
+                               np.float64 if options.scale_regions else np.int32)
+        valid = _shared_zeros((len(rows), nbins), bool)
+        add = functools.partial(_add_rows, options=options, rows=rows, values=values,
+                                valid=valid)
+    else:
         add = functools.partial(_add_chunk, options=options)
-        for part in fold_local(new, add, prep.chunks, options.n_processes, progress,
-                               "windows"):
-            stats.merge(part)
-        return Counts(stats, rows, None, None, stats.reads)
-    dtype = np.float64 if scaled else np.int32
-    values = np.zeros((len(rows), nch, nbins), dtype=dtype)
-    valid = np.zeros((len(rows), nbins), dtype=bool)
-    work = functools.partial(window_counts, options=options)
-    for part in map_local(work, prep.chunks, options.n_processes, progress, "windows"):
-        if not scaled:
-            stats.add(part.values, part.valid)
-        used += part.reads
-        at = np.searchsorted(rows, part.rows)
-        values[at] = part.values
-        valid[at] = part.valid
-    return Counts(stats, rows, values, valid, used)
+    new = functools.partial(_Stats, nch, nbins)
+    for part in fold_local(new, add, prep.chunks, options.n_processes, progress, "windows"):
+        stats.merge(part)
+    return Counts(stats, rows, values, valid, stats.reads)
 
 
 def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
