@@ -478,18 +478,17 @@ def _matrix_frame(regions, status, values, valid, options, factor) -> pd.DataFra
     # whole counts below 2^24 are exact in float32; anything else is float64
     small = counts and not options.scale_regions and not (values.size and values.max() >= 2 ** 24)
     columns = np.empty((nbins, len(flat)), np.float32 if small else np.float64)
+    data = columns.T
     if reads._kernel is not None:
         reads._kernel.matrix_columns(np.ascontiguousarray(flat),
                                      np.ascontiguousarray(valid).view(np.uint8), nch, factor,
                                      not counts, columns)
     else:
-        data = columns.T
         if counts:
             data[...] = flat
         else:
             np.multiply(flat, factor, out=data)
         data[~np.repeat(valid, nch, axis=0)] = np.nan
-    data = columns.T
     index = matrix_index(regions, status.to_numpy(), options.channels)
     return pd.DataFrame(data, index=index, columns=pd.Index(options.offsets, name="offset"),
                         copy=False)

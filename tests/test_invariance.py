@@ -58,6 +58,32 @@ def test_compiled_kernel_equals_pysam_fallback(monkeypatch):
         pd.testing.assert_frame_equal(fast.profile, slow.profile, check_exact=True)
 
 
+@pytest.mark.parametrize("case", ["counts", "counts from 2^24", "cpm", "scale-regions"])
+def test_matrix_frame_kernel_equals_numpy(monkeypatch, case):
+    """The kernel's tiled transpose writes the same bits as numpy's copy for every dtype
+    pair it is built for: counts stay float32 below 2^24 and become float64 from there (a
+    depth no fixture reaches), CPM multiplies in double, scale-regions means are float64."""
+    opts = bamcover.Options(upstream=1000, downstream=1000, bin_size=5, strand_wise=True,
+                            normalize="cpm" if case == "cpm" else "none",
+                            scale_regions=case == "scale-regions", body_length=500)
+    regs = read_regions(STRANDED).iloc[:130]
+    status = pd.Series(["ok"] * len(regs))
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 500, size=(len(regs), 2, opts.n_bins)).astype(np.int32)
+    if case == "counts from 2^24":
+        values[7, 1, 3] = 2 ** 24
+    elif case == "scale-regions":
+        values = values / 7
+    valid = rng.random((len(regs), opts.n_bins)) > 0.1
+    fast = bamcover.profiles._matrix_frame(regs, status, values, valid, opts, 0.37)
+    monkeypatch.setattr(reads, "_kernel", None)
+    slow = bamcover.profiles._matrix_frame(regs, status, values, valid, opts, 0.37)
+    assert fast.dtypes.iloc[0] == slow.dtypes.iloc[0] == \
+        (np.float32 if case == "counts" else np.float64)
+    assert fast.to_numpy().tobytes() == slow.to_numpy().tobytes()
+    assert np.isnan(fast.to_numpy()).sum() == 2 * (~valid).sum()
+
+
 @pytest.mark.parametrize("extra", [{}, {"bin_size": 1, "strand_wise": False},
                                    {"bin_size": 7, "upstream": 990, "reference_point": "start"}])
 def test_profile_only_paths_equal_matrix_run(monkeypatch, extra):
