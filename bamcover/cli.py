@@ -184,9 +184,6 @@ def check_matrix_target(path: str | None, options: Options, n_matrices: int) -> 
     """Refuse, before any work, a matrix format that cannot hold this run."""
     if not path:
         return
-    if path.endswith(".mat.gz") and options.scale_regions:
-        raise BamcoverError(f"{path}: deepTools export of scale-regions matrices is not "
-                            "supported; write .tsv/.parquet")
     if path.removesuffix(".gz").endswith(".cdt") and n_matrices != 1:
         raise BamcoverError(f"{path}: a CDT holds one matrix; run one BAM and one region "
                             "file, or write .tsv/.parquet")
@@ -202,8 +199,9 @@ def write_matrices(matrices: dict, path: str | None, options: Options,
     if path:
         check_matrix_target(path, options, len(matrices))
         if path.endswith(".mat.gz"):
-            formats.write_deeptools_matrix(matrices, path,
-                                           reference_point=options.reference_point)
+            formats.write_deeptools_matrix(
+                matrices, path, reference_point=options.reference_point,
+                body_length=options.body_length if options.scale_regions else 0)
         elif path.removesuffix(".gz").endswith(".cdt"):
             formats.write_cdt(next(iter(matrices.values())), path)
         elif len(matrices) == 1:

@@ -421,9 +421,10 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
                            downstream: int | None = None, bin_size: int | None = None,
                            reference_point: str = "center", units: str | None = None,
                            drop_missing: bool = True, sort_regions: str = "keep",
-                           proc_number: int = 1) -> None:
-    """Write matrices in deepTools' ``computeMatrix reference-point`` format, so that
-    ``plotHeatmap -m`` and ``plotProfile -m`` (and ``computeMatrixOperations``) read them.
+                           proc_number: int = 1, body_length: int = 0) -> None:
+    """Write matrices in deepTools' ``computeMatrix reference-point`` format (or, with
+    ``body_length``, its ``scale-regions`` format), so that ``plotHeatmap -m`` and
+    ``plotProfile -m`` (and ``computeMatrixOperations``) read them.
 
     The file (gzipped, written atomically) is what ``heatmapper.save_matrix`` writes: a line
     ``@`` + JSON header (``upstream``, ``downstream``, ``body``, ``bin size``, ``ref point``,
@@ -440,7 +441,8 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
     bins hold the *mean* (``bin avg type: mean``). The export divides by the bin size, so
     deepTools sees per-base mean coverage exactly as its own ``computeMatrix`` on a
     1-bp-resolution coverage bigWig would give (``bamCoverage --binSize 1``). NaN (bins beyond
-    a chromosome end) is written as ``nan``, which deepTools masks.
+    a chromosome end) is written as ``nan``, which deepTools masks. Scale-regions bins
+    already hold per-base means and are written as they are.
 
     Parameters
     ----------
@@ -463,6 +465,11 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
     sort_regions
         ``sort regions`` header entry: ``keep`` (rows as written) tells deepTools tools that
         the matrix is unsorted.
+    body_length
+        Scale-regions matrices (``Options.scale_regions``): the scaled body's bases
+        (``Options.body_length``; bins ``0 … body_length - bin size`` are the body). The
+        header then says ``body`` = body_length, ``ref point`` = null, ``upstream`` and
+        ``downstream`` the unscaled flanks, as ``computeMatrix scale-regions`` writes it.
     """
     matrices = as_matrices(matrices)
     if reference_point not in DEEPTOOLS_REF_POINT:
@@ -471,7 +478,11 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
     samples, groups, cubes = aligned_cubes(matrices)
     offsets = cubes[(samples[0], groups[0])].offsets
     size = bin_size_of(offsets)
-    up, down = int(-offsets[0]), int(offsets[-1] + size)
+    body_length = int(body_length or 0)
+    up, down = int(-offsets[0]), int(offsets[-1] + size) - body_length
+    if body_length and (body_length % size or body_length < 0 or down < 0):
+        raise BamcoverError(f"body_length={body_length} does not fit the matrices' bins "
+                            f"({offsets[0]}…{offsets[-1]}, bin size {size})")
     for name, given, actual in (("upstream", upstream, up), ("downstream", downstream, down),
                                 ("bin_size", bin_size, size)):
         if given is not None and int(given) != actual:
@@ -489,7 +500,7 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
     for g in groups:
         first = cubes[(samples[0], g)]
         vals = np.concatenate([cubes[(s, g)].values.reshape(len(first.regions), -1)
-                               for s in samples], axis=1) / size
+                               for s in samples], axis=1) / (1 if body_length else size)
         keep = np.ones(len(first.regions), dtype=bool)
         if drop_missing:
             missing = np.ones(len(first.regions), dtype=bool)
@@ -505,12 +516,12 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
         blocks = [b for b in blocks if len(b[0])]
         bounds = [0, *np.cumsum([len(b[0]) for b in blocks]).tolist()]
 
-    ref = DEEPTOOLS_REF_POINT[reference_point]
+    ref = None if body_length else DEEPTOOLS_REF_POINT[reference_point]
     units = units or _first_units(matrices.values()) or "reads"
     header = {
         "upstream": [up] * ns,
         "downstream": [down] * ns,
-        "body": [0] * ns,
+        "body": [body_length] * ns,
         "bin size": [size] * ns,
         "ref point": [ref] * ns,
         "verbose": False,
@@ -531,8 +542,11 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
         "sample_labels": labels,
         "sample_boundaries": list(range(0, nb * ns + 1, nb)),
         "bamcover": {"version": __version__, "columns": [list(c) for c in columns],
-                     "units": units, "reference point": reference_point,
-                     "values": "per-base mean coverage (bin sum / bin size)"},
+                     "units": units,
+                     **({"scale-regions": True, "values": "per-base mean coverage"}
+                        if body_length else
+                        {"reference point": reference_point,
+                         "values": "per-base mean coverage (bin sum / bin size)"})},
     }
     with atomic_path(path) as tmp, gzip.open(tmp, "wb", compresslevel=6) as fh:
         fh.write(("@" + json.dumps(header, separators=(",", ":")) + "\n").encode())

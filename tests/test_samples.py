@@ -149,7 +149,6 @@ def test_plot_from_a_fresh_run(tmp_path):
 
 @pytest.mark.parametrize("extra,message", [
     (["--matrix", "m.cdt", str(SE_CTRL)], "a CDT holds one matrix"),
-    (["--matrix", "m.mat.gz", "--scale-regions"], "deepTools export of scale-regions"),
     (["--slurm", str(SE_CTRL)], "--slurm runs one region file and one BAM per task"),
     (["--slurm", "--long", "l.tsv"], "--long is not available with --slurm"),
 ])

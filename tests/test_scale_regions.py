@@ -10,6 +10,7 @@ is the mean per-base coverage; a bin weighing any base off the chromosome is NaN
 from __future__ import annotations
 
 import gzip
+import json
 import math
 import subprocess
 from fractions import Fraction
@@ -20,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 import bamcover
-from bamcover import BamcoverError, Options, cluster, profiles, tasks
+from bamcover import BamcoverError, Options, cluster, formats, profiles, tasks
 from bamcover.cli import main
 
 from .conftest import CHR22, PEAKS, ROOT, SE_CHIP, STRANDED, need
@@ -326,6 +327,45 @@ def test_deeptools_identical_when_length_is_a_multiple_of_100(deeptools_bw):
     assert want.shape == (40, 200) and set(regs["strand"]) == {"+", "-", "."}
     np.testing.assert_array_equal(np.char.mod("%f", got), want)
     assert (want.astype(float) % 1 != 0).any()
+
+
+def test_deeptools_matrix_export_is_what_computematrix_writes(deeptools_bw, tmp_path):
+    """``--scale-regions --matrix x.mat.gz``: the header ``computeMatrix scale-regions``
+    writes (flanks, body, bin size, null reference point) and the same values as it prints
+    them; deepTools' own plotProfile and computeMatrixOperations read the file."""
+    need("plotProfile")
+    lengths = np.array([100, 200, 300, 500, 700, 1000, 1200, 2000])[np.arange(40) % 8]
+    regs, want = _deeptools(deeptools_bw, lengths, "export")
+    ours = tmp_path / "ours.mat.gz"
+    res = CliRunner().invoke(main, [
+        "profile", str(deeptools_bw["root"] / "export.bed"), str(SE_CHIP), "-f", "200",
+        "--scale-regions", "-u", "500", "-d", "500", "--body-length", "1000", "-b", "10",
+        "-q", "-o", str(tmp_path / "p.tsv"), "--matrix", str(ours)])
+    assert res.exit_code == 0, res.stderr
+    with gzip.open(deeptools_bw["root"] / "export.gz", "rt") as fh:
+        theirs = json.loads(fh.readline()[1:])
+    with gzip.open(ours, "rt") as fh:
+        header = json.loads(fh.readline()[1:])
+        table = pd.read_csv(fh, sep="\t", header=None)
+    for key in ("upstream", "downstream", "body", "bin size", "ref point",
+                "unscaled 5 prime", "unscaled 3 prime", "group_boundaries",
+                "sample_boundaries"):
+        assert header[key] == theirs[key], key
+    assert theirs["body"] == [1000] and theirs["ref point"] == [None]
+    assert table[3].tolist() == regs["name"].tolist()
+    np.testing.assert_array_equal(np.char.mod("%f", table.iloc[:, 6:].to_numpy(float)), want)
+    _run("plotProfile", "-m", ours, "-o", tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+    info = subprocess.run(["computeMatrixOperations", "info", "-m", str(ours)], check=True,
+                          capture_output=True, text=True).stdout
+    assert "Samples" in info and "Groups" in info
+
+
+def test_deeptools_export_refuses_a_body_the_bins_do_not_hold():
+    m = bamcover.matrix(PEAKS, str(SE_CHIP), fragment_size=FRAGMENT, scale_regions=True,
+                        upstream=100, downstream=100, body_length=200, bin_size=10)
+    with pytest.raises(BamcoverError, match="body_length=205 does not fit"):
+        formats.write_deeptools_matrix(m, "/nonexistent/x.mat.gz", body_length=205)
 
 
 def test_deeptools_whole_base_bins_for_other_lengths(deeptools_bw):
