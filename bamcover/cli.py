@@ -275,9 +275,6 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
     for path in (output, matrix_path, long_path):
         check_writable(path)
     check_distinct({"-o": output, "--matrix": matrix_path, "--long": long_path})
-    if long_path and slurm:
-        raise BamcoverError("--long is not available with --slurm; use --matrix and "
-                            "bamcover.formats.tidy_matrix")
     if quiet:
         log.setLevel(logging.WARNING)
     bams = [p for p in inputs if p.lower().endswith(".bam")]
@@ -295,10 +292,11 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
     regs = read_regions(region_files[0])
     bam_ = open_bam(bams[0])
     if slurm:
-        outputs = {"output": _abs(output), "matrix": _abs(matrix_path)}
+        outputs = {"output": _abs(output), "matrix": _abs(matrix_path), "long": _abs(long_path)}
         task = cluster.submit_profile(regs, bam_, options, executor=executor, jobs=jobs,
-                                      with_matrix=matrix_path is not None, workdir=workdir,
-                                      outputs=outputs)
+                                      with_matrix=bool(matrix_path or long_path),
+                                      workdir=workdir, outputs=outputs,
+                                      group=_stem(region_files[0]))
         _finish_task(task, no_wait, quiet, permissive=False, outputs=outputs)
         return
     result = compute(regs, bam_, options, with_matrix=bool(matrix_path or long_path),
@@ -379,8 +377,8 @@ def _collect_and_write(task, permissive: bool, outputs: dict) -> None:
         status = result.filter(regex="status$").iloc[:, 0]
     else:
         _write_profile(result, regs, open_bam(meta["bam"]), outputs.get("output"),
-                       outputs.get("matrix"), Options(**meta["options"]),
-                       key=(_stem(meta["bam"]), "regions"))
+                       outputs.get("matrix"), Options(**meta["options"]), outputs.get("long"),
+                       key=(_stem(meta["bam"]), meta.get("group", "regions")))
         status = result.status
     _record(list(outputs.values()), [i["path"] for i in task.manifest["inputs"]],
             None, {}, task=task.id, task_options=meta.get("options"))
@@ -475,22 +473,27 @@ def wait(task, workdir, quiet):
 @click.option("--output", "-o", default=None, help="Instead of the path given at submission.")
 @click.option("--matrix", "matrix_path", default=None,
               help="Instead of the matrix path given at submission.")
+@click.option("--long", "long_path", default=None,
+              help="Instead of the tidy long matrix path given at submission.")
 @click.option("--permissive", is_flag=True,
               help="Collect an incomplete task; missing regions get status 'missing'.")
 @handle_errors
-def collect_cmd(task, workdir, output, matrix_path, permissive):
+def collect_cmd(task, workdir, output, matrix_path, long_path, permissive):
     """Reduce a finished task into the outputs a local run writes."""
     t = find(task, workdir)
     outputs = dict(t.manifest["meta"].get("outputs", {}))
     if output:
         outputs["output"] = output
-    if matrix_path:
-        if not t.manifest["meta"].get("with_matrix"):
-            raise BamcoverError(f"task {t.id} was submitted without --matrix")
-        outputs["matrix"] = matrix_path
+    for option, path, key in (("--matrix", matrix_path, "matrix"), ("--long", long_path, "long")):
+        if path:
+            if not t.manifest["meta"].get("with_matrix"):
+                raise BamcoverError(f"task {t.id} was submitted without --matrix or --long; "
+                                    f"it has no matrix for {option}")
+            outputs[key] = path
     for path in outputs.values():
         check_writable(path)
-    check_distinct({"-o": outputs.get("output"), "--matrix": outputs.get("matrix")})
+    check_distinct({"-o": outputs.get("output"), "--matrix": outputs.get("matrix"),
+                    "--long": outputs.get("long")})
     _collect_and_write(t, permissive, outputs)
 
 

@@ -54,9 +54,11 @@ def _options_dict(options: Options, processes: int) -> dict:
 
 def submit_profile(regions, bam, options: Options, *, executor: SlurmExecutor | LocalExecutor,
                    jobs: int = 4, with_matrix: bool = True, workdir=None,
-                   outputs: dict | None = None) -> Task:
+                   outputs: dict | None = None, group: str = "regions") -> Task:
     """Submit a profile/matrix run as a task of ``jobs`` chunks; collect it with
-    :func:`collect`. The regions table is stored in the task; jobs read it from there."""
+    :func:`collect`. The regions table is stored in the task; jobs read it from there.
+    ``group`` labels the regions in the outputs written at collection (as a local run
+    labels them by the region file's name)."""
     regs = read_regions(regions) if not isinstance(regions, pd.DataFrame) or \
         "line" not in regions else regions
     bam_ = bam if isinstance(bam, Bam) else open_bam(bam)
@@ -70,7 +72,7 @@ def submit_profile(regions, bam, options: Options, *, executor: SlurmExecutor | 
               "options": opts, "with_matrix": with_matrix} for p in parts]
     meta = {"kind": "profile", "bam": os.path.abspath(bam_.path), "options": opts,
             "with_matrix": with_matrix, "outputs": outputs or {},
-            "n_regions": len(regs)}
+            "n_regions": len(regs), "group": group}
     inputs = [bam_.path, bam_.index]
     task = Task.create("bamcover.cluster:window_job", items, reduce="list",
                        executor=executor, workdir=workdir, inputs=inputs, meta=meta)

@@ -150,7 +150,6 @@ def test_plot_from_a_fresh_run(tmp_path):
 @pytest.mark.parametrize("extra,message", [
     (["--matrix", "m.cdt", str(SE_CTRL)], "a CDT holds one matrix"),
     (["--slurm", str(SE_CTRL)], "--slurm runs one region file and one BAM per task"),
-    (["--slurm", "--long", "l.tsv"], "--long is not available with --slurm"),
 ])
 def test_cli_refuses_combinations_it_cannot_write(tmp_path, monkeypatch, extra, message):
     monkeypatch.chdir(tmp_path)

@@ -68,12 +68,13 @@ def test_submit_collect_equals_local(tmp_path, timeout_task):
 
 def test_no_wait_then_reattach_from_a_fresh_process(tmp_path):
     local_p, local_m = tmp_path / "local.tsv", tmp_path / "local.tsv.gz"
+    local_l = tmp_path / "local_long.tsv"
     bamcover_cli("profile", SUMMITS, SE_CHIP, "-f", 200, "-b", 20, "-o", local_p,
-                 "--matrix", local_m, "-q")
-    out_p, out_m = tmp_path / "p.tsv", tmp_path / "m.tsv.gz"
+                 "--matrix", local_m, "--long", local_l, "-q")
+    out_p, out_m, out_l = tmp_path / "p.tsv", tmp_path / "m.tsv.gz", tmp_path / "long.tsv"
     done = bamcover_cli("profile", SUMMITS, SE_CHIP, "-f", 200, "-b", 20, "-o", out_p,
-                        "--matrix", out_m, "--slurm", "--jobs", 4, "--no-wait",
-                        "--workdir", tmp_path / "tasks")
+                        "--matrix", out_m, "--long", out_l, "--slurm", "--jobs", 4,
+                        "--no-wait", "--workdir", tmp_path / "tasks")
     task_id, path = done.stdout.strip().split("\t")
     assert not out_p.exists()                              # nothing collected yet
     bamcover_cli("wait", task_id, "--workdir", tmp_path / "tasks", "-q")
@@ -82,6 +83,12 @@ def test_no_wait_then_reattach_from_a_fresh_process(tmp_path):
     bamcover_cli("collect", path)
     assert out_p.read_bytes() == local_p.read_bytes()
     assert pd.read_csv(out_m, sep="\t").equals(pd.read_csv(local_m, sep="\t"))
+    assert out_l.read_bytes() == local_l.read_bytes() and out_l.stat().st_size > 100_000
+    again = tmp_path / "again.parquet"                     # collect writes it elsewhere too
+    bamcover_cli("collect", path, "--long", again, "-o", tmp_path / "p2.tsv", "--matrix",
+                 tmp_path / "m2.tsv.gz")
+    assert pd.read_parquet(again).equals(pd.read_csv(local_l, sep="\t", keep_default_na=False,
+                                                     na_values={"value": ["nan"]}))
 
 
 def test_density_on_slurm_equals_local(tmp_path):
