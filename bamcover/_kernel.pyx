@@ -507,3 +507,126 @@ def matrix_columns(const _src_t[:, ::1] rows, const uint8_t[:, ::1] valid, Py_ss
                 else:
                     for r in range(r0, r1):
                         columns[k, r] = <_dst_t> rows[r, k] if ok[r - r0][k] else NAN
+
+
+# --- BED text -------------------------------------------------------------------------------
+
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.string cimport memcmp, memchr
+
+
+cdef inline bint _integer(const unsigned char *p, Py_ssize_t n, bint plus, int64_t *out) noexcept nogil:
+    """``[+-]?[0-9]+`` exactly (``-?[0-9]+`` unless ``plus``), at most 18 digits."""
+    cdef Py_ssize_t i = 0
+    cdef bint neg = False
+    cdef int64_t v = 0
+    if n and (p[0] == 45 or (plus and p[0] == 43)):          # '-' / '+'
+        neg = p[0] == 45
+        i = 1
+    if i == n or n - i > 18:
+        return False
+    while i < n:
+        if p[i] < 48 or p[i] > 57:
+            return False
+        v = v * 10 + (p[i] - 48)
+        i += 1
+    out[0] = -v if neg else v
+    return True
+
+
+cdef class _Strings:
+    """Field text → str, reusing the previous object when a field repeats it (chromosomes,
+    strands and scores run in long streaks)."""
+    cdef const unsigned char *last
+    cdef Py_ssize_t last_n
+    cdef object value
+
+    def __cinit__(self):
+        self.last = NULL
+        self.last_n = -1
+
+    cdef inline object get(self, const unsigned char *p, Py_ssize_t n, bint reuse):
+        if n == 0:
+            return "."
+        if reuse and n == self.last_n and memcmp(p, self.last, n) == 0:
+            return self.value
+        self.value = PyUnicode_DecodeUTF8(<const char *>p, n, "strict")
+        self.last, self.last_n = p, n
+        return self.value
+
+
+def bed_columns(const unsigned char[::1] data):
+    """The columns of a plain BED/narrowPeak text (UTF-8) in one pass, or None.
+
+    Plain means: lines of 3–10 tab-separated fields, a non-empty chromosome, integer start
+    and end, and an integer narrowPeak summit offset (column 10) when that field is present;
+    trailing newlines and ``\\r\\n`` endings are allowed. Anything else (header, comment,
+    blank or indented lines, short or long rows, spaces in numbers) gives None: the checked
+    parser then reads the file and names the offending line.
+
+    Returns ``(chrom, start, end, name, score, strand, summit)``: object arrays of str
+    ('.' for an absent or empty name, score, strand), int64 arrays, and the absolute summit
+    (start + offset; -1 without a non-negative offset)."""
+    cdef Py_ssize_t n = data.shape[0]
+    cdef const unsigned char *buf
+    cdef Py_ssize_t pos = 0, end_line, stop, i, k, nlines = 0, row = 0
+    cdef const unsigned char *fp[10]
+    cdef Py_ssize_t fl[10]
+    cdef int nf
+    cdef int64_t a, b, off
+    while n and data[n - 1] == 10:
+        n -= 1
+    if n == 0:
+        return None
+    buf = &data[0]
+    if memchr(buf, 13, n) != NULL:              # '\r': allowed only as '\r\n'
+        for i in range(n):
+            if buf[i] == 13 and not (i + 1 == n or buf[i + 1] == 10):
+                return None
+    nlines = 1
+    for i in range(n):
+        if buf[i] == 10:
+            nlines += 1
+    starts = np.empty(nlines, np.int64)
+    ends = np.empty(nlines, np.int64)
+    summits = np.full(nlines, -1, np.int64)
+    cdef list chrom = [None] * nlines, name = [None] * nlines, score = [None] * nlines
+    cdef list strand = [None] * nlines
+    cdef int64_t[::1] sv = starts, ev = ends, mv = summits
+    cdef _Strings cs = _Strings(), ss = _Strings(), ds = _Strings(), ns = _Strings()
+    while pos < n:
+        p = <const unsigned char *>memchr(buf + pos, 10, n - pos)
+        end_line = (p - buf) if p != NULL else n
+        stop = end_line
+        if stop > pos and buf[stop - 1] == 13:
+            stop -= 1
+        if stop == pos or buf[pos] == 35 or buf[pos] == 32 or buf[pos] == 9 or \
+                (stop - pos >= 5 and memcmp(buf + pos, b"track", 5) == 0) or \
+                (stop - pos >= 7 and memcmp(buf + pos, b"browser", 7) == 0):
+            return None
+        nf = 0
+        k = pos
+        for i in range(pos, stop + 1):
+            if i == stop or buf[i] == 9:
+                if nf == 10:
+                    return None
+                fp[nf], fl[nf] = buf + k, i - k
+                nf += 1
+                k = i + 1
+        if nf < 3 or not _integer(fp[1], fl[1], True, &a) or \
+                not _integer(fp[2], fl[2], True, &b):
+            return None
+        sv[row], ev[row] = a, b
+        if nf == 10 and fl[9]:
+            if not _integer(fp[9], fl[9], False, &off):
+                return None
+            if off >= 0:
+                mv[row] = a + off
+        chrom[row] = cs.get(fp[0], fl[0], True)
+        name[row] = ns.get(fp[3], fl[3], False) if nf > 3 else "."
+        score[row] = ss.get(fp[4], fl[4], True) if nf > 4 else "."
+        strand[row] = ds.get(fp[5], fl[5], True) if nf > 5 else "."
+        row += 1
+        pos = end_line + 1
+    return (np.array(chrom, object), starts, ends, np.array(name, object),
+            np.array(score, object), np.array(strand, object), summits)

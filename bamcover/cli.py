@@ -10,15 +10,16 @@ import os
 import sys
 
 import click
-import pandas as pd
+import numpy as np
 
 from . import __version__, cluster
+from ._lazy import pd
 from .errors import BamcoverError
 from .options import DEFAULT_FLAG_EXCLUDE, TN5_SHIFT, Options
 from .outputs import check_distinct, check_writable, provenance, write_provenance, write_table
 from .profiles import STATUS_MISSING, STATUS_OFF, STATUS_UNKNOWN, _stem, compute, coverage, density
 from .reads import open_bam
-from .regions import read_regions
+from .regions import read_regions, region_columns
 from .tasks import DEFAULT_WORKDIR, SlurmExecutor, find, list_tasks
 
 log = logging.getLogger("bamcover")
@@ -157,11 +158,13 @@ class _StderrHandler(logging.Handler):
         click.echo(f"bamcover: {record.getMessage()}", err=True)
 
 
-def _summarise(status: pd.Series, regions: pd.DataFrame, bam) -> None:
-    """One stderr line per kind of region that could not be computed."""
+def _summarise(status: np.ndarray, regions, bam) -> None:
+    """One stderr line per kind of region that could not be computed (``regions`` a
+    DataFrame or a dict of columns)."""
+    status = np.asarray(status, object)
     unknown = status == STATUS_UNKNOWN
     if unknown.any():
-        chroms = regions.loc[unknown.to_numpy(), "chrom"].unique()
+        chroms = list(dict.fromkeys(np.asarray(regions["chrom"], object)[unknown]))
         hint = ""
         for c in chroms:
             alt = c[3:] if c.startswith("chr") else "chr" + c
@@ -289,12 +292,12 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
         _profile_many(region_files, bams, options, output, matrix_path, long_path, labels,
                       group_labels, control, quiet)
         return
-    regs = read_regions(region_files[0])
+    regs = region_columns(region_files[0])
     bam_ = open_bam(bams[0])
     if slurm:
         outputs = {"output": _abs(output), "matrix": _abs(matrix_path), "long": _abs(long_path)}
-        task = cluster.submit_profile(regs, bam_, options, executor=executor, jobs=jobs,
-                                      with_matrix=bool(matrix_path or long_path),
+        task = cluster.submit_profile(pd.DataFrame(regs), bam_, options, executor=executor,
+                                      jobs=jobs, with_matrix=bool(matrix_path or long_path),
                                       workdir=workdir, outputs=outputs,
                                       group=_stem(region_files[0]))
         _finish_task(task, no_wait, quiet, permissive=False, outputs=outputs)
@@ -349,12 +352,12 @@ def _abs(path):
 
 def _write_profile(result, regs, bam_, output, matrix_path, options, long_path=None,
                    key=("sample", "regions")) -> None:
-    _summarise(result.status, regs, bam_)
+    _summarise(result.codes, regs, bam_)
     if result.library_size is not None:
         log.info("library size: %d reads pass the filters in %s", result.library_size, bam_.name)
     if result.matrix is not None:
         write_matrices({key: result.matrix}, matrix_path, options, long_path)
-    write_table(result.profile, output or "-", index=True)
+    write_table(result.columns, output or "-", attrs=result.attrs)
 
 
 def _finish_task(task, no_wait: bool, quiet: bool, permissive: bool, outputs: dict) -> None:

@@ -8,8 +8,8 @@ import os
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from ._lazy import pd
 from .errors import BamcoverError
 from .executors import starmap_local
 from .options import Options, available_cores
@@ -157,7 +157,7 @@ def collect(task: Task, permissive: bool = False, progress: bool = False) -> Any
     bam = open_bam(meta["bam"])
     result: Result = finish(regs, bam, status, counts, options.replace(processes=None),
                             with_matrix)
-    result.profile.attrs["missing_regions"] = int(len(missing))
+    result.attrs["missing_regions"] = int(len(missing))
     return result
 
 

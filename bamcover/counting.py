@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from . import reads
 from .options import Options
@@ -40,15 +39,25 @@ class Chunk:
         return self.bam.lengths[self.chrom]
 
 
+def per_chrom(chroms: np.ndarray, values: dict[str, int], default: int) -> np.ndarray:
+    """``values[chrom]`` (``default`` when absent) for every row, as int64: one dict lookup
+    per distinct chromosome, rows mapped by their run of equal neighbours (region files are
+    mostly grouped by chromosome)."""
+    chroms = np.asarray(chroms, dtype=object)
+    if not len(chroms):
+        return np.empty(0, np.int64)
+    first = np.flatnonzero(np.r_[True, chroms[1:] != chroms[:-1]])
+    run = np.array([values.get(c, default) for c in chroms[first]], dtype=np.int64)
+    return np.repeat(run, np.diff(np.r_[first, len(chroms)]))
+
+
 def make_chunks(bam: Bam, chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                 flip: np.ndarray, minus: np.ndarray, rows: np.ndarray, target_bases: int
                 ) -> list[Chunk]:
     """Split regions into chunks of nearby regions with about ``target_bases`` window
     bases each, chromosomes in BAM header order."""
     chunks = []
-    rank = {c: i for i, c in enumerate(bam.lengths)}
-    codes, names = pd.factorize(chroms)
-    key = np.array([rank[c] for c in names], dtype=np.int64)[codes]
+    key = per_chrom(chroms, {c: i for i, c in enumerate(bam.lengths)}, -1)
     order = np.lexsort((starts, key))
     key, sizes = key[order], (ends - starts)[order]
     bounds = np.flatnonzero(np.diff(key)) + 1

@@ -8,11 +8,11 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
-import pandas as pd
 
+from ._lazy import is_frame, pd
 from .errors import BamcoverError
 
 #: gzip's own default: level 9 (pandas' and Arrow's) took 7× as long for a 12 % smaller
@@ -71,12 +71,20 @@ def _umask() -> int:
     return mask
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike | None, index: bool = False) -> None:
+def write_table(df: pd.DataFrame | Mapping[str, np.ndarray], path: str | os.PathLike | None,
+                index: bool = False, attrs: Mapping | None = None) -> None:
     """Write ``df`` as TSV (``.csv``: CSV; ``.gz``: gzipped; ``.parquet``: parquet) to
     ``path`` atomically, or as TSV to stdout when ``path`` is None or '-'.
 
     float32 columns (integer counts) are written without a trailing '.0'; float64 ones
-    with full precision."""
+    with full precision. ``df`` may also be a mapping of numpy columns (with ``attrs`` for
+    parquet's metadata): as text, integer and float64 columns are then written without
+    pandas, in the bytes pandas writes for the same DataFrame."""
+    if not is_frame(df):
+        if _write_columns_text(df, path):
+            return
+        df = pd.DataFrame(dict(df))
+        df.attrs.update(attrs or {})
     fmt = "%.9g" if any(df.dtypes == "float32") else None
     if path is None or os.fspath(path) == "-":
         df.to_csv(sys.stdout, sep="\t", index=index, na_rep="nan", float_format=fmt)
@@ -94,6 +102,37 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike | None, index: bool = 
                 df.to_csv(tmp, sep=sep, index=index, na_rep="nan", float_format=fmt,
                           compression={"method": "gzip", "compresslevel": GZIP_LEVEL}
                           if gz else None)
+
+
+def _write_columns_text(columns: Mapping[str, np.ndarray], path: str | os.PathLike | None
+                        ) -> bool:
+    """Text output of integer and float64 numpy columns as pandas' ``to_csv`` writes them
+    (``astype(str)``: shortest round-trip digits, 'nan'), to ``path`` atomically or to
+    stdout. Returns False, writing nothing, for parquet or any other column."""
+    path = "-" if path is None else os.fspath(path)
+    names = [str(c) for c in columns]
+    sep = "," if path.removesuffix(".gz").endswith(".csv") else "\t"
+    special = re.compile(f'[{re.escape(sep)}"\n\r]')
+    values = [np.asarray(v) for v in columns.values()]
+    if path.endswith(".parquet") or len(set(names)) != len(names) or \
+            any(special.search(n) for n in names) or \
+            not all(v.ndim == 1 and (v.dtype.kind in "iu" or v.dtype == np.float64)
+                    for v in values):
+        return False
+    text = [sep.join(names)]
+    text += (sep.join(row) for row in zip(*(v.astype(str) for v in values), strict=True))
+    data = "\n".join(text) + "\n"
+    if path == "-":
+        sys.stdout.write(data)
+        return True
+    with atomic_path(path) as tmp:
+        if path.endswith(".gz"):
+            with gzip.open(tmp, "wt", compresslevel=GZIP_LEVEL) as out:
+                out.write(data)
+        else:
+            with open(tmp, "w") as out:
+                out.write(data)
+    return True
 
 
 def _write_counts_text(df: pd.DataFrame, path: str, sep: str, gz: bool) -> bool:

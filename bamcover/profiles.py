@@ -13,16 +13,17 @@ import mmap
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from . import reads
+from ._lazy import is_frame, pd
 from .counting import (
     counts_from_blocks,
     coverages,
     make_chunks,
+    per_chrom,
     read_blocks,
     region_counts,
     window_counts,
@@ -32,7 +33,7 @@ from .errors import BamcoverError
 from .executors import fold_local, map_local, starmap_local
 from .options import Options
 from .reads import Bam, library_size, open_bam
-from .regions import read_regions, window_bounds
+from .regions import read_regions, region_columns, window_bounds
 
 STATUS_OK = "ok"
 STATUS_CLIPPED = "clipped"               # part of the window lies beyond a chromosome end
@@ -48,8 +49,7 @@ def _options(options: Options | None, overrides: dict) -> Options:
 
 
 def _status(chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray, bam: Bam) -> np.ndarray:
-    codes, names = pd.factorize(chroms)
-    length = np.array([bam.lengths.get(c, -1) for c in names], dtype=np.int64)[codes]
+    length = per_chrom(chroms, bam.lengths, -1)
     status = np.full(len(chroms), STATUS_OK, dtype=object)
     status[(starts < 0) | (ends > length)] = STATUS_CLIPPED
     status[(ends <= 0) | (starts >= length)] = STATUS_OFF
@@ -59,7 +59,7 @@ def _status(chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray, bam: Bam) 
 
 @dataclass
 class _Prepared:
-    regions: pd.DataFrame
+    regions: pd.DataFrame | dict[str, np.ndarray]    # the columns, for a region file
     bam: Bam
     starts: np.ndarray
     status: np.ndarray
@@ -70,19 +70,19 @@ def _prepare(regions, bam, options: Options, rows: np.ndarray | None = None) -> 
     """Read and check the inputs, lay out windows and chunk the computable regions (only
     those in ``rows``, when given)."""
     source = regions if isinstance(regions, (str, os.PathLike)) else "regions"
-    regions = read_regions(regions) if not isinstance(regions, pd.DataFrame) or \
-        "line" not in regions else regions
+    if not ((is_frame(regions) or isinstance(regions, dict)) and "line" in regions):
+        regions = region_columns(regions)
     bam = bam if isinstance(bam, Bam) else open_bam(bam)
     starts, ends, flip = window_bounds(regions, options, str(source))
-    chroms = regions["chrom"].to_numpy()
+    chroms = np.asarray(regions["chrom"], object)
     status = _status(chroms, starts, ends, bam)
     if options.scale_regions:
-        empty = regions["start"].to_numpy() == regions["end"].to_numpy()
+        empty = np.asarray(regions["start"]) == np.asarray(regions["end"])
         status[empty & np.isin(status, (STATUS_OK, STATUS_CLIPPED))] = STATUS_EMPTY
     use = computable(status)
     if rows is not None:
         use = np.intersect1d(use, rows)
-    minus = regions["strand"].to_numpy() == "-"
+    minus = np.asarray(regions["strand"], object) == "-"
     chunks = make_chunks(bam, chroms[use], starts[use], ends[use], flip[use], minus[use], use,
                          _chunk_bases(options, (ends - starts)[use]))
     return _Prepared(regions, bam, starts, status, chunks)
@@ -277,8 +277,8 @@ class _Stats:
         out[present] = (value[lo].astype(np.float64) + value[hi]) / 2
         return out.reshape(self.shape)
 
-    def frame(self, offsets: Sequence[int], channels: Sequence[str], factor: float
-              ) -> pd.DataFrame:
+    def columns(self, offsets: Sequence[int], channels: Sequence[str], factor: float
+                ) -> dict[str, np.ndarray]:
         n, total, sumsq = self.moments()
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / n
@@ -288,7 +288,7 @@ class _Stats:
                 var[idx] = (k * q - s * s) / (k * (k - 1))   # exact integers, one rounding
             std = np.sqrt(var)
             sem = std / np.sqrt(n)
-        return _profile_frame(mean, self.median(), std, sem, n, offsets, channels, factor)
+        return _profile_columns(mean, self.median(), std, sem, n, offsets, channels, factor)
 
 
 def _dense_keys(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -297,22 +297,23 @@ def _dense_keys(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (cell.astype(np.int64) << 32) | value, dense[value, cell].astype(np.int64)
 
 
-def _profile_frame(mean, median, std, sem, n, offsets: Sequence[int],
-                   channels: Sequence[str], factor: float) -> pd.DataFrame:
-    """The wide profile table: per channel mean, median, std, sem (scaled) and n."""
-    cols = {}
+def _profile_columns(mean, median, std, sem, n, offsets: Sequence[int],
+                     channels: Sequence[str], factor: float) -> dict[str, np.ndarray]:
+    """The wide profile table's columns: offset, then per channel mean, median, std, sem
+    (scaled) and n."""
+    cols = {"offset": np.asarray(offsets, dtype=np.int64)}
     for c, name in enumerate(channels):
         cols[f"{name}_mean"] = mean[c] * factor
         cols[f"{name}_median"] = median[c] * factor
         cols[f"{name}_std"] = std[c] * factor
         cols[f"{name}_sem"] = sem[c] * factor
         cols[f"{name}_n"] = n[c]
-    return pd.DataFrame(cols, index=pd.Index(list(offsets), name="offset"))
+    return cols
 
 
 def _matrix_stats(values: np.ndarray, valid: np.ndarray, offsets: Sequence[int],
-                  channels: Sequence[str], factor: float) -> pd.DataFrame:
-    """Scale-regions profile (float values): the columns of :meth:`_Stats.frame`, computed
+                  channels: Sequence[str], factor: float) -> dict[str, np.ndarray]:
+    """Scale-regions profile (float values): the columns of :meth:`_Stats.columns`, computed
     over the regions of the whole matrix (all rows, in input order), so the same matrix
     gives the same bits whatever the chunking. Two-pass variance, ddof = 1."""
     v = np.where(valid[:, None, :], values, np.nan)
@@ -325,7 +326,7 @@ def _matrix_stats(values: np.ndarray, valid: np.ndarray, offsets: Sequence[int],
         median = np.nanmedian(v, axis=0) if len(v) else np.full(n.shape, np.nan)
         std = np.sqrt(var)
         sem = std / np.sqrt(n)
-    return _profile_frame(mean, median, std, sem, n, offsets, channels, factor)
+    return _profile_columns(mean, median, std, sem, n, offsets, channels, factor)
 
 
 def _factor(bam: Bam, options: Options) -> tuple[float, int | None]:
@@ -344,13 +345,27 @@ def _factor(bam: Bam, options: Options) -> tuple[float, int | None]:
 
 @dataclass
 class Result:
-    """Everything one coverage run produced."""
+    """Everything one coverage run produced. The profile is kept as numpy ``columns``
+    (``offset`` first) and ``codes`` (each region's status); ``profile`` and ``status`` are
+    their pandas forms, made on first use."""
 
-    profile: pd.DataFrame
+    columns: dict[str, np.ndarray]
     matrix: pd.DataFrame | None
-    status: pd.Series
+    codes: np.ndarray
     library_size: int | None
     reads_used: int
+    attrs: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def profile(self) -> pd.DataFrame:
+        """The wide profile: index ``offset``, per channel mean, median, std, sem, n."""
+        frame = pd.DataFrame(self.columns).set_index("offset")
+        frame.attrs.update(self.attrs)
+        return frame
+
+    @functools.cached_property
+    def status(self) -> pd.Series:
+        return pd.Series(self.codes, name="status")
 
 
 @dataclass
@@ -431,10 +446,9 @@ def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
            options: Options, with_matrix: bool) -> Result:
     """Turn the counts of all rows into the profile and matrix tables."""
     factor, size = _factor(bam, options)
-    status = pd.Series(status, name="status")
     mat = None
     if with_matrix or options.scale_regions:
-        nreg, nch, nbins = len(regions), len(options.channels), options.n_bins
+        nreg, nch, nbins = len(status), len(options.channels), options.n_bins
         if len(counts.rows) == nreg:
             values, valid = counts.values, counts.valid
         else:
@@ -444,14 +458,13 @@ def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
     if options.scale_regions:
         prof = _matrix_stats(values, valid, options.offsets, options.channels, factor)
     else:
-        prof = counts.stats.frame(options.offsets, options.channels, factor)
+        prof = counts.stats.columns(options.offsets, options.channels, factor)
     if with_matrix:
         mat = _matrix_frame(regions, status, values, valid, options, factor)
-    prof.attrs.update(bam=bam.path, normalize=options.normalize, library_size=size,
-                      units=units(options))
-    if mat is not None:
         mat.attrs.update(units=units(options))
-    return Result(prof, mat, status, size, counts.reads)
+    attrs = {"bam": bam.path, "normalize": options.normalize, "library_size": size,
+             "units": units(options)}
+    return Result(prof, mat, np.asarray(status, object), size, counts.reads, attrs)
 
 
 def compute(regions, bam, options: Options | None = None, *, with_matrix: bool = True,
@@ -463,7 +476,7 @@ def compute(regions, bam, options: Options | None = None, *, with_matrix: bool =
     """
     options = _options(options, overrides)
     prep = _prepare(regions, bam, options)
-    rows = np.arange(len(prep.regions))
+    rows = np.arange(len(prep.starts))
     counts = count_windows(prep, options, rows, with_matrix, progress)
     return finish(prep.regions, prep.bam, prep.status, counts, options, with_matrix)
 
@@ -489,24 +502,20 @@ def _matrix_frame(regions, status, values, valid, options, factor) -> pd.DataFra
         else:
             np.multiply(flat, factor, out=data)
         data[~np.repeat(valid, nch, axis=0)] = np.nan
-    index = matrix_index(regions, status.to_numpy(), options.channels)
+    index = matrix_index(regions, np.asarray(status), options.channels)
     return pd.DataFrame(data, index=index, columns=pd.Index(options.offsets, name="offset"),
                         copy=False)
 
 
-def matrix_index(regions: pd.DataFrame, status: np.ndarray, channels: Sequence[str]
-                 ) -> pd.MultiIndex:
-    """The matrix rows: region × channel, with the region's coordinates and status."""
-    rep = np.repeat(np.arange(len(regions)), len(channels))
+def matrix_index(regions, status: np.ndarray, channels: Sequence[str]) -> pd.MultiIndex:
+    """The matrix rows: region × channel, with the region's coordinates and status
+    (``regions`` a DataFrame or a dict of columns)."""
+    rep = np.repeat(np.arange(len(status)), len(channels))
     return pd.MultiIndex.from_arrays([
         rep,
-        regions["chrom"].to_numpy()[rep],
-        regions["start"].to_numpy()[rep],
-        regions["end"].to_numpy()[rep],
-        regions["name"].to_numpy()[rep],
-        regions["strand"].to_numpy()[rep],
+        *(np.asarray(regions[c])[rep] for c in ("chrom", "start", "end", "name", "strand")),
         np.asarray(status)[rep],
-        np.tile(np.array(list(channels), dtype=object), len(regions)),
+        np.tile(np.array(list(channels), dtype=object), len(status)),
     ], names=["region", "chrom", "start", "end", "name", "strand", "status", "channel"])
 
 

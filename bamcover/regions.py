@@ -8,12 +8,12 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from . import reads
+from ._lazy import is_frame, pd
 from .errors import BamcoverError
 from .options import Options
 
@@ -53,8 +53,16 @@ def read_regions(source: RegionsLike) -> pd.DataFrame:
     when absent), ``summit`` (absolute summit position for narrowPeak, else -1) and
     ``line`` (1-based line number in the file, for messages).
     """
-    if isinstance(source, pd.DataFrame):
+    if is_frame(source):
         return _from_frame(source)
+    return pd.DataFrame(region_columns(source))
+
+
+def region_columns(source: RegionsLike) -> dict[str, np.ndarray]:
+    """The columns of :func:`read_regions` as numpy arrays (str columns as object arrays).
+    A plain region file is parsed by the compiled kernel, without pandas."""
+    if is_frame(source):
+        return {c: col.to_numpy() for c, col in _from_frame(source).items()}
     if type(source).__name__ == "BedTool":  # pybedtools, without importing it eagerly
         fn = source.fn
         if isinstance(fn, str) and os.path.exists(fn):
@@ -82,39 +90,31 @@ def _from_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _parse(path: Path) -> pd.DataFrame:
+def _parse(path: Path) -> dict[str, np.ndarray]:
     return _parse_text(_read_text(path), str(path))
 
 
-def _parse_text(text: str, name: str) -> pd.DataFrame:
-    raw = _fast_table(text)
-    if raw is None:
+def _parse_text(text: str, name: str) -> dict[str, np.ndarray]:
+    cols = _plain_columns(text)
+    if cols is None:
         raw, line_no = _checked_table(text, name)
-    else:
-        line_no = np.arange(1, len(raw) + 1)
-    return _table_to_regions(raw, line_no, name)
+        cols = _table_columns(raw, line_no, name)
+    _validate(cols, name)
+    return cols
 
 
-# a skipped or blank line, or one starting with blanks (the C parser would drop it silently)
-_ODD_LINE = re.compile(r"\n(?:#|track|browser|[\n \t])")
-
-
-def _fast_table(text: str) -> pd.DataFrame | None:
-    """The common case, parsed in C: tab-separated, no header, comment or blank lines,
-    at least 3 columns with integer coordinates. None when anything is unusual: the checked
-    parser then reads the text again and names the offending line."""
-    body = text.rstrip("\n")
-    first = body[:body.find("\n")] if "\n" in body else body
-    if "\t" not in first or _ODD_LINE.search("\n" + body):
+def _plain_columns(text: str) -> dict[str, np.ndarray] | None:
+    """The common case, parsed in one compiled pass (``_kernel.bed_columns``); None when
+    anything is unusual (or without the kernel): the checked parser then reads the text
+    again and names the offending line."""
+    if reads._kernel is None:
         return None
-    try:
-        raw = pd.read_csv(io.StringIO(body), sep="\t", header=None, names=range(10),
-                          dtype={1: np.int64, 2: np.int64, **dict.fromkeys((0, *range(3, 10)),
-                                                                           object)},
-                          keep_default_na=False, na_filter=False, quoting=3, engine="c")
-    except (ValueError, pd.errors.ParserError):
+    parsed = reads._kernel.bed_columns(text.encode())
+    if parsed is None:
         return None
-    return raw if (raw[0] != "").all() else None
+    cols = dict(zip(COLUMNS + ["summit"], parsed, strict=True))
+    cols["line"] = np.arange(1, len(cols["start"]) + 1)
+    return cols
 
 
 def _checked_table(text: str, name: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -154,16 +154,14 @@ def _checked_table(text: str, name: str) -> tuple[pd.DataFrame, np.ndarray]:
     return raw, line_no
 
 
-def _table_to_regions(raw: pd.DataFrame, line_no: np.ndarray, name: str) -> pd.DataFrame:
-    out = pd.DataFrame({
-        "chrom": raw[0].to_numpy(),
-        "start": raw[1].to_numpy(np.int64),
-        "end": raw[2].to_numpy(np.int64),
-        "name": raw[3].replace("", ".").to_numpy(),
-        "score": raw[4].replace("", ".").to_numpy(),
-        "strand": raw[5].replace("", ".").to_numpy(),
-    })
-    summit = np.full(len(out), -1, dtype=np.int64)
+def _table_columns(raw: pd.DataFrame, line_no: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    def text(col: int) -> np.ndarray:
+        return raw[col].replace("", ".").to_numpy(object)
+
+    out = {"chrom": raw[0].to_numpy(object), "start": raw[1].to_numpy(np.int64),
+           "end": raw[2].to_numpy(np.int64), "name": text(3), "score": text(4),
+           "strand": text(5)}
+    summit = np.full(len(raw), -1, dtype=np.int64)
     is_peak = (raw[9] != "").to_numpy()
     if is_peak.any():
         offs = raw[9].where(is_peak, "-1")
@@ -173,29 +171,29 @@ def _table_to_regions(raw: pd.DataFrame, line_no: np.ndarray, name: str) -> pd.D
             raise BamcoverError(f"{name}: line {line_no[i]}: narrowPeak summit offset "
                                 f"{offs.iloc[i]!r} is not an integer")
         offs = offs.astype(np.int64).to_numpy()
-        summit = np.where(is_peak & (offs >= 0), out["start"].to_numpy() + offs, -1)
+        summit = np.where(is_peak & (offs >= 0), out["start"] + offs, -1)
     out["summit"] = summit
     out["line"] = line_no
-    _validate(out, name)
     return out
 
 
-def _validate(df: pd.DataFrame, name: str, row_word: str = "line") -> None:
-    if len(df) == 0:
+def _validate(cols, name: str, row_word: str = "line") -> None:
+    """Check region columns (a DataFrame or a dict of arrays)."""
+    start, end = np.asarray(cols["start"]), np.asarray(cols["end"])
+    line, strand = np.asarray(cols["line"]), np.asarray(cols["strand"], dtype=object)
+    if len(start) == 0:
         raise BamcoverError(f"{name}: no regions")
-    start, end = df["start"].to_numpy(), df["end"].to_numpy()
-    line = df["line"].to_numpy()
     if (start < 0).any():
         i = np.flatnonzero(start < 0)[0]
         raise BamcoverError(f"{name}: {row_word} {line[i]}: negative start ({start[i]})")
     if (start > end).any():
         i = np.flatnonzero(start > end)[0]
         raise BamcoverError(f"{name}: {row_word} {line[i]}: start > end ({start[i]} > {end[i]})")
-    strand_ok = df["strand"].isin(["+", "-", "."]).to_numpy()
+    strand_ok = (strand == "+") | (strand == "-") | (strand == ".")
     if not strand_ok.all():
         i = np.flatnonzero(~strand_ok)[0]
-        raise BamcoverError(f"{name}: {row_word} {df['line'].iat[i]}: strand "
-                            f"{df['strand'].iat[i]!r} is not '+', '-' or '.'")
+        raise BamcoverError(f"{name}: {row_word} {line[i]}: strand "
+                            f"{strand[i]!r} is not '+', '-' or '.'")
 
 
 def reference_points(regions: pd.DataFrame, options: Options,
@@ -205,9 +203,9 @@ def reference_points(regions: pd.DataFrame, options: Options,
     start = ``start`` on '+', ``end-1`` on '-'; end = ``end-1`` on '+', ``start`` on '-';
     center = ``start + (end-start)//2``; summit = ``start +`` narrowPeak column 10.
     """
-    start = regions["start"].to_numpy(np.int64)
-    end = regions["end"].to_numpy(np.int64)
-    minus = regions["strand"].to_numpy() == "-"
+    start = np.asarray(regions["start"], np.int64)
+    end = np.asarray(regions["end"], np.int64)
+    minus = np.asarray(regions["strand"], object) == "-"
     point = options.reference_point
     if point == "center":
         return start + (end - start) // 2
@@ -215,10 +213,11 @@ def reference_points(regions: pd.DataFrame, options: Options,
         return np.where(minus, end - 1, start)
     if point == "end":
         return np.where(minus, start, end - 1)
-    summit = regions["summit"].to_numpy(np.int64)
+    summit = np.asarray(regions["summit"], np.int64)
     if (summit < 0).any():
         i = np.flatnonzero(summit < 0)[0]
-        raise BamcoverError(f"{source}: line {regions['line'].iat[i]}: --reference-point summit "
+        line = np.asarray(regions["line"])[i]
+        raise BamcoverError(f"{source}: line {line}: --reference-point summit "
                             "needs a narrowPeak summit offset (column 10)")
     return summit
 
@@ -232,7 +231,7 @@ def windows(regions: pd.DataFrame, options: Options, source: str = "regions"
     ``ref - k``, so the window is ``[ref - downstream + 1, ref + upstream + 1)``.
     """
     ref = reference_points(regions, options, source)
-    flip = (regions["strand"].to_numpy() == "-") & options.orient
+    flip = (np.asarray(regions["strand"], object) == "-") & options.orient
     start = np.where(flip, ref - options.window_downstream + 1, ref - options.window_upstream)
     return start.astype(np.int64), flip
 
@@ -249,10 +248,10 @@ def window_bounds(regions: pd.DataFrame, options: Options, source: str = "region
     if not options.scale_regions:
         start, flip = windows(regions, options, source)
         return start, start + options.window_length, flip
-    flip = (regions["strand"].to_numpy() == "-") & options.orient
+    flip = (np.asarray(regions["strand"], object) == "-") & options.orient
     left, right = flank_lengths(flip, options)
-    start = regions["start"].to_numpy(np.int64) - left
-    end = regions["end"].to_numpy(np.int64) + right
+    start = np.asarray(regions["start"], np.int64) - left
+    end = np.asarray(regions["end"], np.int64) + right
     return start, end, flip
 
 

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from . import __version__, slurm
+from ._lazy import pd
 from .errors import BamcoverError
 from .executors import progress_bar
 from .options import available_cores

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -159,3 +161,18 @@ def test_two_outputs_naming_one_file_are_refused_first(tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "-o and --matrix name the same output" in err
     assert not target.exists()
+
+
+def test_a_profile_run_never_imports_pandas(tmp_path):
+    """pandas (with pyarrow) is most of the start-up: a profile written as text needs none
+    of it, and gives the bytes of the same run through the API's DataFrame."""
+    out = tmp_path / "p.tsv"
+    code = ("import sys\nfrom bamcover.cli import main\n"
+            f"main(['profile', {str(SUMMITS)!r}, {str(SE_CHIP)!r}, '-f', '200', '-b', '10', "
+            f"'-q', '-o', {str(out)!r}], standalone_mode=False)\n"
+            "assert 'pandas' not in sys.modules and 'pyarrow' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.startswith(('pandas', 'pyarrow')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    want = bamcover.profile(SUMMITS, str(SE_CHIP), fragment_size=200, bin_size=10)
+    assert out.read_text() == want.to_csv(sep="\t", na_rep="nan")

@@ -103,3 +103,46 @@ def test_real_matrix_file_round_trips(tmp_path, fast_path_used):
     back = pd.read_csv(path, sep="\t")
     np.testing.assert_array_equal(back.iloc[:, 7:].to_numpy(np.float64),
                                   mat.to_numpy(np.float64))
+
+
+# --- numpy columns (a profile run's table), written without pandas ---------------------------
+
+def _profile_columns() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    n = 400
+    mean = rng.gamma(2.0, 3.0, n) / 7
+    mean[:5] = [np.nan, 0.0, -0.0, 1e-17, 123456789.125]
+    return {"offset": np.arange(-200, 200, dtype=np.int64), "sense_mean": mean,
+            "sense_median": np.round(mean * 2) / 2, "sense_std": np.sqrt(mean) / 3,
+            "sense_n": rng.integers(0, 10_000, n), "antisense_mean": mean * 1e6 / 12345.0}
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".tsv.gz", ".csv", "-"])
+def test_numpy_columns_are_written_as_pandas_writes_the_frame(tmp_path, capsys, suffix):
+    """The oracle is pandas' own to_csv of the same table as a DataFrame indexed by offset
+    (what ``write_table(result.profile, index=True)`` wrote before)."""
+    cols = _profile_columns()
+    frame = pd.DataFrame(cols).set_index("offset")
+    sep = "," if suffix == ".csv" else "\t"
+    want = frame.to_csv(sep=sep, na_rep="nan").encode()
+    if suffix == "-":
+        write_table(cols, "-")
+        assert capsys.readouterr().out.encode() == want
+    else:
+        write_table(cols, tmp_path / f"p{suffix}")
+        assert _read(tmp_path / f"p{suffix}") == want
+
+
+def test_numpy_columns_to_parquet_keep_attrs(tmp_path):
+    cols = _profile_columns()
+    write_table(cols, tmp_path / "p.parquet", attrs={"units": "CPM"})
+    back = pd.read_parquet(tmp_path / "p.parquet")
+    assert back.attrs.get("units") == "CPM"
+    pd.testing.assert_frame_equal(back, pd.DataFrame(cols))
+
+
+def test_numpy_columns_of_other_types_go_through_pandas(tmp_path):
+    cols = {"offset": np.arange(3), "value": np.array([0.5, 1.5, 2.5], np.float32),
+            "label": np.array(["a", "b", "c"], object)}
+    write_table(cols, tmp_path / "p.tsv")
+    assert _read(tmp_path / "p.tsv") == _pandas_text(pd.DataFrame(cols), "\t")

@@ -88,24 +88,34 @@ def test_malformed_bed(tmp_path, text, message):
         read_regions(p)
 
 
+def _both(text: str):
+    """(compiled columns or None, the checked parser's columns)."""
+    raw, line_no = regions._checked_table(text, "x.bed")
+    return regions._plain_columns(text), regions._table_columns(raw, line_no, "x.bed")
+
+
+def _same(a: dict, b: dict) -> None:
+    assert list(a) == list(b)
+    for key in a:
+        assert a[key].tolist() == b[key].tolist(), key
+        assert a[key].dtype == b[key].dtype, key
+
+
 @pytest.mark.parametrize("path", [PEAKS, SUMMITS, STRANDED])
 def test_fast_parser_agrees_with_checked_parser(path):
-    """Plain tab-separated files take pandas' C parser; every file can take the checked
-    line-by-line parser, which must give the same table."""
+    """Plain tab-separated files take the compiled parser; every file can take the checked
+    line-by-line parser (pandas), which must give the same columns."""
     text = open(path).read()
     ten = [line + "\t" * (9 - line.count("\t")) for line in text.splitlines()]
     longer = "\n".join(ten[:1] + [line + "\tx\ty" for line in ten[1:]])   # 12 columns
     for t in (text, text.replace("\n", "\r\n"), text.rstrip("\n"), "\n".join(ten), longer):
-        fast = regions._fast_table(t)
-        assert fast is not None or t is longer
-        if fast is None:
-            continue
-        got = regions._table_to_regions(fast, np.arange(1, len(fast) + 1), "x")
-        want = regions._table_to_regions(*regions._checked_table(t, "x"), "x")
-        pd.testing.assert_frame_equal(got, want)
+        plain, checked = _both(t)
+        assert plain is not None or t is longer
+        if plain is not None:
+            _same(plain, checked)
     for odd in ("# c\n", "track x\n", "\n", "  \n", "chr1 1 2\n", "\tchr1\t1\t2\n"):
-        assert regions._fast_table(odd + text) is None
-        assert regions._fast_table(text + odd + text) is None
+        assert regions._plain_columns(odd + text) is None
+        assert regions._plain_columns(text + odd + text) is None
 
 
 def test_missing_file(tmp_path):
@@ -120,3 +130,29 @@ def test_pybedtools_input():
     streamed = read_regions(pybedtools.BedTool("chr22 10 20 a 0 -\nchr22 5 9 b 0 +",
                                                from_string=True))
     assert streamed[["start", "strand"]].to_numpy().tolist() == [[10, "-"], [5, "+"]]
+
+
+@pytest.mark.parametrize("text", [
+    "chr1\t1\t5\n",                                              # BED3
+    "chr1\t1\t5\tn\n\n\n",                                       # BED4, trailing newlines
+    "chr1\t1\t5\tn\t7\t-\r\nchr2\t+3\t9\t\t\t\r\n",               # CRLF, '+' start, empty fields
+    "chrX\t0\t10\tp\t0\t.\t1.5\t-1\t2\t-1\nchrX\t5\t8\tq\t0\t+\t1\t2\t3\t2\n",  # narrowPeak
+    "chr1\t5\t1\tn\t0\t+\n",                                     # start > end: checked later
+    "chr1\t1\t5\tn\t0\t*\n",                                     # bad strand: checked later
+    "chr1\t1\t5\tpeak one\t0\t+\n",                              # a space inside a name
+])
+def test_compiled_parser_equals_checked_parser(text):
+    plain, checked = _both(text)
+    assert plain is not None
+    _same(plain, checked)
+
+
+@pytest.mark.parametrize("text", [
+    "# c\nchr1\t1\t5\n", "track x\nchr1\t1\t5\n", "browser x\nchr1\t1\t5\n",
+    "chr1\t1\t5\n\nchr1\t2\t6\n", " chr1\t1\t5\n", "chr1 1 5\n", "chr1\t1\n",
+    "chr1\t1.5\t5\n", "chr1\t 1\t5\n", "chr1\t1\t5\t.\t0\t+\t1\t2\t3\tx\n",
+    "chr1\t1\t5\t.\t0\t+\t1\t2\t3\t4\t5\n", "chr1\t1\t5\rchr1\t2\t6\n", "",
+    "chr1\t1\t5\t.\t0\t+\t1\t2\t3\t+4\n", "chr1\t1\t99999999999999999999\n",
+])
+def test_compiled_parser_leaves_unusual_text_to_the_checked_parser(text):
+    assert regions._plain_columns(text) is None
