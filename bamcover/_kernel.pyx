@@ -630,3 +630,39 @@ def bed_columns(const unsigned char[::1] data):
         pos = end_line + 1
     return (np.array(chrom, object), starts, ends, np.array(name, object),
             np.array(score, object), np.array(strand, object), summits)
+
+
+def dense_stats(const int32_t[:, ::1] hist):
+    """Per cell of a dense value histogram ``hist[value, cell]``: the number of values,
+    their sum and sum of squares (int64), and the values of rank ⌊(n−1)/2⌋ and ⌊n/2⌋ (the
+    two middle values, whose mean is the median; -1 when n = 0). Two passes over the table
+    instead of listing and sorting its non-zero entries."""
+    cdef Py_ssize_t h = hist.shape[0], m = hist.shape[1], v, c
+    n = np.zeros(m, np.int64)
+    total = np.zeros(m, np.int64)
+    sumsq = np.zeros(m, np.int64)
+    lo = np.full(m, -1, np.int64)
+    hi = np.full(m, -1, np.int64)
+    cum = np.zeros(m, np.int64)
+    cdef int64_t[::1] nv = n, tv = total, qv = sumsq, lv = lo, hv = hi, cv = cum
+    cdef int64_t x, klo, khi
+    with nogil:
+        for v in range(h):
+            for c in range(m):
+                x = hist[v, c]
+                if x:
+                    nv[c] += x
+                    tv[c] += x * v
+                    qv[c] += x * v * v
+        for v in range(h):
+            for c in range(m):
+                x = hist[v, c]
+                if x:
+                    klo = (nv[c] - 1) // 2
+                    khi = nv[c] // 2
+                    if cv[c] <= klo < cv[c] + x:
+                        lv[c] = v
+                    if cv[c] <= khi < cv[c] + x:
+                        hv[c] = v
+                    cv[c] += x
+    return n, total, sumsq, lo, hi

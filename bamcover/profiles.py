@@ -279,7 +279,14 @@ class _Stats:
 
     def columns(self, offsets: Sequence[int], channels: Sequence[str], factor: float
                 ) -> dict[str, np.ndarray]:
-        n, total, sumsq = self.moments()
+        if reads._kernel is not None and self._dense is not None and not self._keys:
+            # one dense table (a single process's fold): read straight off it
+            n, total, sumsq, lo, hi = (a.reshape(self.shape)
+                                       for a in reads._kernel.dense_stats(self._dense))
+            median = np.where(n > 0, (lo.astype(np.float64) + hi) / 2, np.nan)
+        else:
+            n, total, sumsq = self.moments()
+            median = self.median()
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / n
             var = np.full(self.shape, np.nan)
@@ -288,7 +295,7 @@ class _Stats:
                 var[idx] = (k * q - s * s) / (k * (k - 1))   # exact integers, one rounding
             std = np.sqrt(var)
             sem = std / np.sqrt(n)
-        return _profile_columns(mean, self.median(), std, sem, n, offsets, channels, factor)
+        return _profile_columns(mean, median, std, sem, n, offsets, channels, factor)
 
 
 def _dense_keys(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

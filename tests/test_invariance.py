@@ -112,3 +112,30 @@ def test_bin_sums_beyond_int32_are_refused(monkeypatch, with_matrix):
     with pytest.raises(OverflowError, match="exceeds 2\\^31"):
         bamcover.profiles.compute(STRANDED, str(SE_CHIP), processes=1,
                                   with_matrix=with_matrix, **OPTS)
+
+
+def test_dense_histogram_statistics_equal_brute_force():
+    """The kernel's two-pass read of a dense histogram against each cell's values spelled
+    out: empty cells, single values, even and odd counts, ties, a tall sparse top."""
+    if reads._kernel is None:
+        pytest.skip("needs the compiled kernel")
+    rng = np.random.default_rng(11)
+    hist = np.zeros((300, 40), dtype=np.int32)
+    hist[:5] = rng.integers(0, 4, size=(5, 40))
+    hist[rng.integers(0, 300, 60), rng.integers(0, 40, 60)] += 1
+    hist[:, 0] = 0                            # no value at all
+    hist[:, 1] = 0
+    hist[299, 1] = 1                          # one value, at the top
+    hist[:, 2] = 0
+    hist[[3, 7], 2] = 2                       # even count, median between two values
+    n, total, sumsq, lo, hi = reads._kernel.dense_stats(hist)
+    for c in range(hist.shape[1]):
+        values = np.repeat(np.arange(hist.shape[0]), hist[:, c])
+        assert n[c] == len(values) and total[c] == values.sum()
+        assert sumsq[c] == (values * values).sum()
+        if len(values):
+            s = np.sort(values)
+            assert (lo[c] + hi[c]) / 2 == np.median(values)
+            assert (lo[c], hi[c]) == (s[(len(s) - 1) // 2], s[len(s) // 2])
+        else:
+            assert lo[c] == hi[c] == -1
