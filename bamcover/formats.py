@@ -45,6 +45,9 @@ MISSING_STATUS = ("off_chromosome", "unknown_chromosome")
 DEEPTOOLS_REF_POINT = {"start": "TSS", "end": "TES", "center": "center", "summit": "center",
                        "TSS": "TSS", "TES": "TES"}
 _DEFAULT_GROUP = "regions"
+#: attrs key of scale-regions tables: the scaled body's length (their bins hold per-base
+#: means, not sums; offsets 0 … body_length are the body)
+BODY = "body_length"
 
 
 # ----------------------------------------------------------------------------------------
@@ -64,6 +67,32 @@ def units_of(df: pd.DataFrame | None) -> str | None:
         return "CPM"
     if normalize == "none":
         return "reads"
+    return None
+
+
+def body_length_of(*frames) -> int | None:
+    """The scaled body length that the frames' attrs record (scale-regions data), or None
+    (reference-point data). Frames that disagree are an error: they cannot share an axis."""
+    bodies = {int(f.attrs.get(BODY) or 0) for f in frames if f is not None}
+    if len(bodies) > 1:
+        raise BamcoverError("scale-regions data (bodies of "
+                            f"{sorted(b for b in bodies if b)} bp) mixed with other data; "
+                            "plot tables of one kind and one body length together")
+    body = max(bodies, default=0)
+    return body or None
+
+
+def _recorded_body_length(path: str) -> int | None:
+    """Scale-regions body length from the provenance record written beside ``path``."""
+    try:
+        with open(path + ".provenance.json") as fh:
+            record = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    for key in ("options", "task_options"):
+        opts = record.get(key) or {}
+        if opts.get("scale_regions"):
+            return int(opts["body_length"])
     return None
 
 
@@ -232,6 +261,9 @@ def profile_from_matrices(matrices, sample: str = "sample",
                 "n": n.astype(np.int64)}))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PROFILE_COLUMNS)
     out.attrs["units"] = units or "reads"
+    body = body_length_of(*matrices.values())
+    if body:
+        out.attrs[BODY] = body
     return out
 
 
@@ -791,6 +823,15 @@ def load(path: PathLike | list[PathLike], *, sample: str | list[str] | None = No
     path = os.fspath(path)
     if not os.path.exists(path):
         raise BamcoverError(f"{path}: no such file")
+    loaded = _load_one(path, sample, group)
+    body = loaded.profile.attrs.get(BODY) or loaded.meta.get(BODY) or _recorded_body_length(path)
+    if body:            # a TSV keeps no attrs: the run's provenance record says it
+        for frame in [loaded.profile, *(loaded.matrices or {}).values()]:
+            frame.attrs[BODY] = int(body)
+    return loaded
+
+
+def _load_one(path: str, sample: str | None, group: str | None) -> Loaded:
     smp = sample or _stem(path)
     grp = group or _DEFAULT_GROUP
     if _is_deeptools(path):
@@ -832,8 +873,11 @@ def combine(parts: list[Loaded]) -> Loaded:
     """Several loaded files as one: profiles stacked, matrices merged (sample × group keys
     must be distinct)."""
     profiles = [p.profile for p in parts]
+    body = body_length_of(*profiles)
     prof = pd.concat(profiles, ignore_index=True)
     prof.attrs["units"] = _first_units(profiles) or "reads"
+    if body:
+        prof.attrs[BODY] = body
     dup = prof.duplicated(["sample", "group", "channel", "offset"])
     if dup.any():
         row = prof.loc[dup].iloc[0]

@@ -81,6 +81,11 @@ def _unit_label(units: str | None) -> str | None:
     return units if units in ("reads", "CPM") else None
 
 
+def _marks(body: int | None, ref: str) -> list[tuple[int, str]]:
+    """Offsets marked on the x axis: the reference point, or a scaled body's two ends."""
+    return [(0, "start"), (body, "end")] if body else [(0, ref)]
+
+
 def _reference_label(label: str | None, *frames) -> str:
     if label:
         return label
@@ -221,6 +226,7 @@ def profile(data, *, ax: Axes | None = None, band: str | None = "sem", n_boot: i
     if band not in BANDS:
         raise BamcoverError(f"band {band!r}: expected one of {BANDS}")
     prof, mats = _resolve(data)
+    body = formats.body_length_of(prof, *(mats or {}).values())
     if band == "ci95" and mats is None:
         raise BamcoverError("band='ci95' bootstraps over regions and needs the per-region "
                             "matrix (bamcover profile --matrix FILE); use band='sem' with a "
@@ -245,19 +251,20 @@ def profile(data, *, ax: Axes | None = None, band: str | None = "sem", n_boot: i
         colour = _COLOURS[i % len(_COLOURS)]
         part = prof[(prof["sample"].astype(str) == smp) & (prof["group"].astype(str) == grp)]
         size = sizes[(smp, grp)]
+        per_base = 1 if body else size      # scale-regions bins are already per-base means
         for ch, rows in part.groupby("channel", sort=False):
             rows = rows.sort_values("offset")
             x = (rows["offset"].to_numpy(np.float64) + (size - 1) / 2) / div
-            mean = rows["mean"].to_numpy(np.float64) / size
+            mean = rows["mean"].to_numpy(np.float64) / per_base
             lower = upper = None
             if band == "sem":
-                sem = rows["sem"].to_numpy(np.float64) / size
+                sem = rows["sem"].to_numpy(np.float64) / per_base
                 lower, upper = mean - sem, mean + sem
             elif band == "ci95":
                 if (smp, grp) not in mats:
                     raise BamcoverError(f"no matrix for sample {smp!r}, group {grp!r}")
                 c = cubes.setdefault((smp, grp), formats.cube(mats[(smp, grp)]))
-                vals = c.values[:, c.channels.index(str(ch)), :] / c.bin_size
+                vals = c.values[:, c.channels.index(str(ch)), :] / per_base
                 lower, upper = bootstrap_ci(vals, n_boot=n_boot, seed=seed)
             label = labels[(smp, grp)] + ("" if ch == "total" else f" {ch}")
             line = ax.plot(x, _smooth(mean, smooth), color=colour, lw=1.6,
@@ -268,10 +275,12 @@ def profile(data, *, ax: Axes | None = None, band: str | None = "sem", n_boot: i
                                 color=colour, alpha=0.22, lw=0)
     ref = _reference_label(reference_label, prof, *(mats or {}).values())
     ax.set_xlim(lo_all / div, hi_all / div)
-    ax.axvline(0, color="0.45", lw=0.9, ls=":", zorder=0)
-    ax.text(0, 1.01, ref, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
-            fontsize="small", color="0.3")
-    ax.set_xlabel(f"distance from {ref} ({'kb' if use_kb else 'bp'})")
+    for at, name in _marks(body, ref):
+        ax.axvline(at / div, color="0.45", lw=0.9, ls=":", zorder=0)
+        ax.text(at / div, 1.01, name, transform=ax.get_xaxis_transform(), ha="center",
+                va="bottom", fontsize="small", color="0.3")
+    ax.set_xlabel(f"position, body scaled to {body} bp ({'kb' if use_kb else 'bp'})" if body
+                  else f"distance from {ref} ({'kb' if use_kb else 'bp'})")
     unit = _unit_label(units)
     ax.set_ylabel(ylabel or (f"mean coverage ({unit})" if unit else "mean signal"))
     ymin = np.nanmin(prof["mean"].to_numpy(np.float64)) if len(prof) else 0
@@ -313,6 +322,7 @@ def row_order(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
     _, mats = _resolve(data, need_matrices=True)
     if not mats:
         raise BamcoverError("a heatmap needs per-region matrices (bamcover profile --matrix)")
+    body = formats.body_length_of(*mats.values())
     samples, groups, cubes = formats.aligned_cubes(mats)
     using = [sort_using] if isinstance(sort_using, str) else (
         list(sort_using) if sort_using else samples)
@@ -325,8 +335,9 @@ def row_order(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
         # exactly and keep input order
         parts_g = [cubes[(s, g)] for s in using]
         sums = np.concatenate([c.values.reshape(len(c.regions), -1) for c in parts_g], axis=1)
-        sizes = np.concatenate([np.full(c.values.shape[1] * c.values.shape[2], c.bin_size,
-                                        dtype=np.float64) for c in parts_g])
+        sizes = np.concatenate([np.full(c.values.shape[1] * c.values.shape[2],
+                                        1 if body else c.bin_size, dtype=np.float64)
+                                for c in parts_g])
         feats = sums / sizes
         with np.errstate(invalid="ignore", divide="ignore"):
             score = np.nansum(sums, axis=1) / (~np.isnan(sums) * sizes).sum(axis=1)
@@ -386,6 +397,7 @@ def heatmap(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
     if not mats:
         raise BamcoverError("a heatmap needs per-region matrices (bamcover profile --matrix)")
     order = row_order(mats, sort=sort, k=k, seed=seed, sort_using=sort_using)
+    body = formats.body_length_of(*mats.values())
     samples, groups, cubes = formats.aligned_cubes(mats)
     units = units or formats.units_of(next(iter(mats.values()))) or \
         (formats.units_of(prof) if prof is not None else None) or "reads"
@@ -402,7 +414,7 @@ def heatmap(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
         for g in groups:
             c = cubes[(s, g)]
             idx = order.loc[order["group"] == g, "region"].to_numpy()
-            rows.append(c.values[idx, c.channels.index(ch), :] / c.bin_size)
+            rows.append(c.values[idx, c.channels.index(ch), :] / (1 if body else c.bin_size))
         images.append(np.concatenate(rows, axis=0))
     blocks = [(b, int((order["block"] == b).sum())) for b in dict.fromkeys(order["block"])]
     bounds = np.cumsum([0] + [n for _, n in blocks])
@@ -445,8 +457,10 @@ def heatmap(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
         im.set_label(f"{s}\t{ch}")
         for y in bounds[1:-1]:
             ax.axhline(y, color="black", lw=0.9)
-        ticks = [lo / div, 0, hi / div]
-        ax.set_xticks(ticks, [_fmt_pos(lo, use_kb), ref, _fmt_pos(hi, use_kb)])
+        marks = _marks(body, ref)
+        ax.set_xticks([lo / div, *(at / div for at, _ in marks), hi / div],
+                      [_fmt_pos(lo, use_kb), *(name for _, name in marks),
+                       _fmt_pos(hi - (body or 0), use_kb)])
         ax.tick_params(axis="x", labelsize="small")
         edge = ax.get_xticklabels()
         edge[0].set_horizontalalignment("left")     # keep the window's ends inside the panel
@@ -478,7 +492,8 @@ def heatmap(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
                 with np.errstate(invalid="ignore"):
                     y = np.nanmean(img[a0:a1], axis=0) if a1 > a0 else np.full(len(x), np.nan)
                 pax.plot(x, y, color=colour, lw=1.4, label=bname)
-            pax.axvline(0, color="0.45", lw=0.8, ls=":", zorder=0)
+            for at, _ in marks:
+                pax.axvline(at / div, color="0.45", lw=0.8, ls=":", zorder=0)
             pax.tick_params(axis="x", labelbottom=False)
             pax.spines[["top", "right"]].set_visible(False)
             pax.set_ylim(bottom=0) if np.nanmin(img) >= 0 else None

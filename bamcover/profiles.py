@@ -466,11 +466,12 @@ def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
         prof = _matrix_stats(values, valid, options.offsets, options.channels, factor)
     else:
         prof = counts.stats.columns(options.offsets, options.channels, factor)
+    scaled = {"body_length": options.body_length} if options.scale_regions else {}
     if with_matrix:
         mat = _matrix_frame(regions, status, values, valid, options, factor)
-        mat.attrs.update(units=units(options))
+        mat.attrs.update(units=units(options), **scaled)
     attrs = {"bam": bam.path, "normalize": options.normalize, "library_size": size,
-             "units": units(options)}
+             "units": units(options), **scaled}
     return Result(prof, mat, np.asarray(status, object), size, counts.reads, attrs)
 
 
@@ -745,9 +746,10 @@ def coverage(regions, bams, options: Options | None = None, *, labels=None,
             sizes[sample] = res.library_size if ctrl is None else size
     prof = pd.concat(profiles, ignore_index=True)
     unit = units(options, control=bool(controls))
-    prof.attrs["units"] = unit
+    scaled = {"body_length": options.body_length} if options.scale_regions else {}
+    prof.attrs.update(units=unit, **scaled)
     for m in matrices.values():
-        m.attrs["units"] = unit
+        m.attrs.update(units=unit, **scaled)
     return Coverage(prof, matrices, sizes, unit)
 
 

@@ -261,3 +261,50 @@ def test_plots_from_files_without_recomputing(tmp_path, chip, ctrl):
     ax = fig.axes[0]
     assert ax.get_xlabel() == "distance from summit (bp)"
     assert abs(_peak(_data_lines(ax)[0])) <= 50
+
+
+# --- scale-regions ---------------------------------------------------------------------------
+
+SCALED = dict(fragment_size=200, scale_regions=True, upstream=500, downstream=500,
+              body_length=1000, bin_size=10)
+
+
+def test_scale_regions_plots_show_bin_means_and_mark_both_ends(tmp_path):
+    """Scale-regions bins already hold per-base means: plotted as they are (not divided
+    by the bin size as bin sums are), with the body's start and end marked, whether the
+    data come from the API or from the files a run wrote (a TSV keeps no attrs: the
+    provenance record beside it says the run was scale-regions)."""
+    from click.testing import CliRunner
+
+    from bamcover.cli import main
+
+    res = bamcover.profiles.compute(SUMMITS, str(SE_CHIP), **SCALED)
+    prof, mat = res.profile, res.matrix
+    assert prof.attrs["body_length"] == 1000 == mat.attrs["body_length"]
+    prof_path, mat_path = tmp_path / "p.tsv", tmp_path / "m.tsv.gz"
+    ran = CliRunner().invoke(main, ["profile", str(SUMMITS), str(SE_CHIP), "-f", "200",
+                                    "--scale-regions", "-u", "500", "-d", "500", "-b", "10",
+                                    "-q", "-o", str(prof_path), "--matrix", str(mat_path)])
+    assert ran.exit_code == 0, ran.stderr
+    for data in (formats.tidy_profile(prof, sample="CTCF"), prof_path):
+        (ax,) = plotting.profile(data).axes
+        (line,) = _data_lines(ax)
+        np.testing.assert_allclose(line.get_ydata(), prof["total_mean"].to_numpy())
+        assert {"start", "end"} <= {t.get_text() for t in ax.texts}
+        assert "body scaled to 1000 bp" in ax.get_xlabel()
+        assert sorted(x.get_xdata()[0] for x in ax.get_lines() if not x.get_gid()) == [0, 1000]
+    for data in ({("CTCF", "g"): mat}, mat_path):
+        fig = plotting.heatmap(data, sort="keep", profile_on_top=False)
+        (ax,) = _axes(fig, "heatmap")
+        image = ax.get_images()[0].get_array()
+        np.testing.assert_allclose(np.ma.filled(image, np.nan), mat.to_numpy(), equal_nan=True)
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert labels[1:3] == ["start", "end"] and labels[-1] == "+500 bp"
+    with pytest.raises(BamcoverError, match="mixed with other data"):
+        formats.load([prof_path, _reference_point_profile(tmp_path)])
+
+
+def _reference_point_profile(tmp_path):
+    path = tmp_path / "ref.tsv"
+    write_table(bamcover.profile(SUMMITS, SE_CHIP, **WINDOW), path, index=True)
+    return path
