@@ -96,12 +96,25 @@ def write_table(df: pd.DataFrame | Mapping[str, np.ndarray], path: str | os.Path
             out.columns = [str(c) for c in out.columns]
             out.to_parquet(tmp, index=False)
         else:
-            sep = "," if path.removesuffix(".gz").endswith(".csv") else "\t"
+            sep = _separator(path)
             gz = path.endswith(".gz")
             if index or not _write_counts_text(df, tmp, sep, gz):
                 df.to_csv(tmp, sep=sep, index=index, na_rep="nan", float_format=fmt,
                           compression={"method": "gzip", "compresslevel": GZIP_LEVEL}
                           if gz else None)
+
+
+def _separator(path: str) -> str:
+    return "," if path.removesuffix(".gz").endswith(".csv") else "\t"
+
+
+def _quoted(sep: str) -> re.Pattern:
+    """What pandas would quote in a field (our fast writers never quote)."""
+    return re.compile(f'[{re.escape(sep)}"\n\r]')
+
+
+def _plain_names(names: list[str], special: re.Pattern) -> bool:
+    return len(set(names)) == len(names) and not any(special.search(n) for n in names)
 
 
 def _write_columns_text(columns: Mapping[str, np.ndarray], path: str | os.PathLike | None
@@ -143,9 +156,9 @@ def _write_counts_text(df: pd.DataFrame, path: str, sep: str, gz: bool) -> bool:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    special = re.compile(f'[{re.escape(sep)}"\n\r]')     # what pandas would quote
+    special = _quoted(sep)
     names = [str(c) for c in df.columns]
-    if any(special.search(name) for name in names) or len(set(names)) != len(names):
+    if not _plain_names(names, special):
         return False
     arrays = []
     for _, col in df.items():
