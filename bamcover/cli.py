@@ -202,9 +202,8 @@ def write_matrices(matrices: dict, path: str | None, options: Options,
     if path:
         check_matrix_target(path, options, len(matrices))
         if path.endswith(".mat.gz"):
-            formats.write_deeptools_matrix(
-                matrices, path, reference_point=options.reference_point,
-                body_length=options.body_length if options.scale_regions else 0)
+            formats.write_deeptools_matrix(matrices, path,
+                                           reference_point=options.reference_point)
         elif path.removesuffix(".gz").endswith(".cdt"):
             formats.write_cdt(next(iter(matrices.values())), path)
         elif len(matrices) == 1:

@@ -453,7 +453,7 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
                            downstream: int | None = None, bin_size: int | None = None,
                            reference_point: str = "center", units: str | None = None,
                            drop_missing: bool = True, sort_regions: str = "keep",
-                           proc_number: int = 1, body_length: int = 0) -> None:
+                           proc_number: int = 1, body_length: int | None = None) -> None:
     """Write matrices in deepTools' ``computeMatrix reference-point`` format (or, with
     ``body_length``, its ``scale-regions`` format), so that ``plotHeatmap -m`` and
     ``plotProfile -m`` (and ``computeMatrixOperations``) read them.
@@ -498,10 +498,11 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
         ``sort regions`` header entry: ``keep`` (rows as written) tells deepTools tools that
         the matrix is unsorted.
     body_length
-        Scale-regions matrices (``Options.scale_regions``): the scaled body's bases
-        (``Options.body_length``; bins ``0 … body_length - bin size`` are the body). The
-        header then says ``body`` = body_length, ``ref point`` = null, ``upstream`` and
-        ``downstream`` the unscaled flanks, as ``computeMatrix scale-regions`` writes it.
+        Scale-regions matrices: the scaled body's bases (bins ``0 … body_length - bin
+        size`` are the body); default from the matrices' ``attrs['body_length']``, which
+        scale-regions runs record (0: reference-point). The header then says ``body`` =
+        body_length, ``ref point`` = null, ``upstream`` and ``downstream`` the unscaled
+        flanks, as ``computeMatrix scale-regions`` writes it.
     """
     matrices = as_matrices(matrices)
     if reference_point not in DEEPTOOLS_REF_POINT:
@@ -510,6 +511,8 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
     samples, groups, cubes = aligned_cubes(matrices)
     offsets = cubes[(samples[0], groups[0])].offsets
     size = bin_size_of(offsets)
+    if body_length is None:
+        body_length = body_length_of(*matrices.values())
     body_length = int(body_length or 0)
     up, down = int(-offsets[0]), int(offsets[-1] + size) - body_length
     if body_length and (body_length % size or body_length < 0 or down < 0):

@@ -368,6 +368,21 @@ def test_deeptools_export_refuses_a_body_the_bins_do_not_hold():
         formats.write_deeptools_matrix(m, "/nonexistent/x.mat.gz", body_length=205)
 
 
+def test_deeptools_export_takes_the_body_from_the_matrix(tmp_path):
+    """The API's scale-regions matrix records its body: written without being told, the
+    file is still a scale-regions matrix with the means as they are."""
+    m = bamcover.matrix(PEAKS, str(SE_CHIP), fragment_size=FRAGMENT, scale_regions=True,
+                        upstream=100, downstream=100, body_length=200, bin_size=10)
+    formats.write_deeptools_matrix(m, tmp_path / "x.mat.gz")
+    with gzip.open(tmp_path / "x.mat.gz", "rt") as fh:
+        header = json.loads(fh.readline()[1:])
+        table = pd.read_csv(fh, sep="\t", header=None)
+    assert (header["body"], header["upstream"], header["downstream"], header["ref point"]) == \
+        ([200], [100], [100], [None])
+    ok = m.index.get_level_values("status") == "ok"
+    np.testing.assert_allclose(table.iloc[:, 6:].to_numpy(float), m.to_numpy()[ok])
+
+
 def test_deeptools_whole_base_bins_for_other_lengths(deeptools_bw):
     """Other lengths: deepTools splits the body into whole bases (bin k = bases
     ⌊U + k·L/nb⌋ − U … ⌊U + (k+1)·L/nb⌋ − U − 1 of the row, at least one, with U the left
