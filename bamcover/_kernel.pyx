@@ -645,7 +645,7 @@ def dense_stats(const int32_t[:, ::1] hist):
     hi = np.full(m, -1, np.int64)
     cum = np.zeros(m, np.int64)
     cdef int64_t[::1] nv = n, tv = total, qv = sumsq, lv = lo, hv = hi, cv = cum
-    cdef int64_t x, klo, khi
+    cdef int64_t x
     with nogil:
         for v in range(h):
             for c in range(m):
@@ -654,15 +654,16 @@ def dense_stats(const int32_t[:, ::1] hist):
                     nv[c] += x
                     tv[c] += x * v
                     qv[c] += x * v * v
+    klo_a, khi_a = (n - 1) // 2, n // 2          # the middle ranks, once per cell
+    cdef const int64_t[::1] klo = klo_a, khi = khi_a
+    with nogil:
         for v in range(h):
             for c in range(m):
                 x = hist[v, c]
                 if x:
-                    klo = (nv[c] - 1) // 2
-                    khi = nv[c] // 2
-                    if cv[c] <= klo < cv[c] + x:
+                    if cv[c] <= klo[c] < cv[c] + x:
                         lv[c] = v
-                    if cv[c] <= khi < cv[c] + x:
+                    if cv[c] <= khi[c] < cv[c] + x:
                         hv[c] = v
                     cv[c] += x
     return n, total, sumsq, lo, hi
