@@ -359,18 +359,23 @@ def window_sums(const uint32_t[::1] cum_a, object cum_b_obj, const int64_t[::1] 
 
 
 def accumulate(const int32_t[:, :, ::1] values, const uint8_t[:, ::1] valid,
-               int32_t[:, ::1] hist):
+               int32_t[:, ::1] hist, int64_t[::1] over):
     """Count regions' valid bin values into a dense histogram ``hist[value, cell]`` (cell =
-    channel·bins + bin; all values < its height). Value-major, so neighbouring bins of a
-    window, whose values are alike, hit nearby counters."""
+    channel·bins + bin). Value-major, so neighbouring bins of a window, whose values are
+    alike, hit nearby counters. Values at or above its height go to ``over`` as keys
+    ``cell << 32 | value`` (room for every value needed); returns how many."""
     cdef Py_ssize_t r = values.shape[0], c = values.shape[1], nb = values.shape[2]
-    cdef Py_ssize_t i, ch, k
+    cdef Py_ssize_t i, ch, k, no = 0
+    cdef int64_t height = hist.shape[0]
+    cdef int32_t *h = &hist[0, 0] if hist.shape[0] else NULL
+    cdef int64_t *o = &over[0] if over.shape[0] else NULL
     with nogil:
         for i in range(r):
             for k in range(nb):
                 if valid[i, k]:
                     for ch in range(c):
-                        hist[values[i, ch, k], ch * nb + k] += 1
+                        no = _count(h, height, o, no, values[i, ch, k], ch * nb + k, c * nb)
+    return no
 
 
 def coverage(const int64_t[::1] s, const int64_t[::1] e, const uint8_t[::1] rev,
@@ -421,19 +426,22 @@ def coverage(const int64_t[::1] s, const int64_t[::1] e, const uint8_t[::1] rev,
 
 def window_hist(const uint32_t[::1] cov_a, object cov_b_obj, const int64_t[::1] ws,
                 const int64_t[::1] off, const uint8_t[::1] flip, const uint8_t[::1] minus,
-                int64_t size, int64_t nbins, int64_t length, int32_t[:, ::1] hist):
+                int64_t size, int64_t nbins, int64_t length, int32_t[:, ::1] hist,
+                int64_t[::1] over):
     """Profile-only path: count every valid bin sum of every window straight into
     ``hist[value, cell]`` without materialising the values (see ``window_sums`` for the
     geometry; slot = genomic position + off). ``cov_*`` come from :func:`coverage`,
-    per-slot for bin size 1, cumulative otherwise. The caller sizes ``hist`` above
-    size × the largest coverage."""
+    per-slot for bin size 1, cumulative otherwise. A value at or above the table's height
+    is written to ``over`` as the key ``cell << 32 | value`` instead; ``over`` must hold
+    one key per bin of every window. Returns the number of keys written."""
     cdef const uint32_t[::1] cov_b = cov_b_obj if cov_b_obj is not None else cov_a
     cdef int two = cov_b_obj is not None
-    cdef Py_ssize_t n = ws.shape[0], ncells = hist.shape[1], i
-    cdef int64_t k0, k1, j0, step, p
+    cdef Py_ssize_t n = ws.shape[0], ncells = hist.shape[1], i, no = 0
+    cdef int64_t k0, k1, j0, step, p, height = hist.shape[0]
     cdef const uint32_t *sense
     cdef const uint32_t *anti
-    cdef int32_t *h = &hist[0, 0]
+    cdef int32_t *h = &hist[0, 0] if hist.shape[0] else NULL
+    cdef int64_t *o = &over[0] if over.shape[0] else NULL
     with nogil:
         for i in range(n):
             # bins k0 ≤ k < k1 lie wholly on the chromosome
@@ -456,25 +464,41 @@ def window_hist(const uint32_t[::1] cov_a, object cov_b_obj, const int64_t[::1] 
             else:
                 sense = &cov_a[0]
                 anti = &cov_b[0]
-            _hist_run(sense, h, p, size, k0, k1, j0, step, ncells)
+            no = _hist_run(sense, h, height, o, no, p, size, k0, k1, j0, step, ncells)
             if two:
-                _hist_run(anti, h, p, size, k0, k1, nbins + j0, step, ncells)
+                no = _hist_run(anti, h, height, o, no, p, size, k0, k1, nbins + j0, step,
+                               ncells)
+    return no
 
 
-cdef inline void _hist_run(const uint32_t *cov, int32_t *h, int64_t p, int64_t size,
-                           int64_t k0, int64_t k1, int64_t j0, int64_t step,
-                           Py_ssize_t ncells) noexcept nogil:
+cdef inline Py_ssize_t _hist_run(const uint32_t *cov, int32_t *h, int64_t height,
+                                 int64_t *over, Py_ssize_t no, int64_t p, int64_t size,
+                                 int64_t k0, int64_t k1, int64_t j0, int64_t step,
+                                 Py_ssize_t ncells) noexcept nogil:
     """hist[value of bin k, j0 + step·k] += 1 for k0 ≤ k < k1, bin k covering slots from
-    p + k·size: the coverage itself for size 1, else a difference of the cumulative."""
+    p + k·size: the coverage itself for size 1, else a difference of the cumulative.
+    Values from ``height`` up go to ``over[no…]``; returns the new ``no``."""
     cdef int64_t k, v
     cdef const uint32_t *c = cov + p
     if size == 1:
         for k in range(k0, k1):
-            h[c[k] * ncells + j0 + step * k] += 1
-        return
+            no = _count(h, height, over, no, c[k], j0 + step * k, ncells)
+        return no
     for k in range(k0, k1):
-        v = <uint32_t> (c[(k + 1) * size] - c[k * size])
-        h[v * ncells + j0 + step * k] += 1
+        no = _count(h, height, over, no, <uint32_t> (c[(k + 1) * size] - c[k * size]),
+                    j0 + step * k, ncells)
+    return no
+
+
+cdef inline Py_ssize_t _count(int32_t *h, int64_t height, int64_t *over, Py_ssize_t no,
+                              int64_t v, int64_t cell, Py_ssize_t ncells) noexcept nogil:
+    """One value of ``cell`` into the table ``h`` (``height`` × ``ncells``) or, from the
+    table's height up, as a key into ``over[no]``; returns the new ``no``."""
+    if v < height:
+        h[v * ncells + cell] += 1
+        return no
+    over[no] = (cell << 32) | v
+    return no + 1
 
 
 ctypedef fused _src_t:
@@ -632,11 +656,13 @@ def bed_columns(const unsigned char[::1] data):
             np.array(score, object), np.array(strand, object), summits)
 
 
-def dense_stats(const int32_t[:, ::1] hist):
+def dense_stats(const int32_t[:, ::1] hist, const int64_t[::1] above):
     """Per cell of a dense value histogram ``hist[value, cell]``: the number of values,
     their sum and sum of squares (int64), and the values of rank ⌊(n−1)/2⌋ and ⌊n/2⌋ (the
-    two middle values, whose mean is the median; -1 when n = 0). Two passes over the table
-    instead of listing and sorting its non-zero entries."""
+    two middle values, whose mean is the median). Ranks count ``above[cell]`` more values,
+    all larger than the table holds, in n; a middle value that is one of those, or that
+    does not exist (n = 0), is -1. Two passes over the table instead of listing and
+    sorting its non-zero entries."""
     cdef Py_ssize_t h = hist.shape[0], m = hist.shape[1], v, c
     n = np.zeros(m, np.int64)
     total = np.zeros(m, np.int64)
@@ -654,7 +680,8 @@ def dense_stats(const int32_t[:, ::1] hist):
                     nv[c] += x
                     tv[c] += x * v
                     qv[c] += x * v * v
-    klo_a, khi_a = (n - 1) // 2, n // 2          # the middle ranks, once per cell
+    everything = n + np.asarray(above)
+    klo_a, khi_a = (everything - 1) // 2, everything // 2    # the middle ranks, once per cell
     cdef const int64_t[::1] klo = klo_a, khi = khi_a
     with nogil:
         for v in range(h):

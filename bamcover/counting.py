@@ -231,16 +231,23 @@ def _slot_offsets(blocks: _Blocks) -> np.ndarray:
     return blocks.base[blocks.block] - blocks.bstart[blocks.block]
 
 
-_SCRATCH: dict[int, np.ndarray] = {}
+_SCRATCH: dict[tuple[int, str], np.ndarray] = {}
 
 
-def _scratch(slot: int, size: int) -> np.ndarray:
-    """A reusable uint32 buffer of ``size`` (fresh pages for every chunk cost more than the
+def _scratch(slot: int, size: int, dtype=np.uint32) -> np.ndarray:
+    """A reusable buffer of ``size`` (fresh pages for every chunk cost more than the
     coverage pass itself)."""
-    buf = _SCRATCH.get(slot)
+    key = (slot, np.dtype(dtype).str)
+    buf = _SCRATCH.get(key)
     if buf is None or buf.size < size:
-        buf = _SCRATCH[slot] = np.empty(size, dtype=np.uint32)
+        buf = _SCRATCH[key] = np.empty(size, dtype=dtype)
     return buf[:size]
+
+
+def overflow_room(size: int) -> np.ndarray:
+    """Room for ``size`` histogram keys that do not fit a dense table (reused: only the
+    pages that receive keys are ever touched)."""
+    return _scratch(2, size, np.int64)
 
 
 def coverages(blocks: _Blocks, options: Options, cumulative: bool
@@ -263,16 +270,18 @@ def coverages(blocks: _Blocks, options: Options, cumulative: bool
 
 
 def window_histogram(chunk: Chunk, options: Options, blocks: _Blocks,
-                     covs: list[np.ndarray], hist: np.ndarray) -> None:
+                     covs: list[np.ndarray], hist: np.ndarray) -> np.ndarray:
     """Compiled kernel, profile only: count every valid bin sum of the chunk's windows
-    into ``hist[value, channel × bins + bin]`` (oriented, sense/antisense by region strand),
-    which must be taller than bin size × the largest coverage. ``covs`` are per slot for
-    bin size 1, else cumulative."""
-    reads._kernel.window_hist(
+    into ``hist[value, channel × bins + bin]`` (oriented, sense/antisense by region
+    strand). ``covs`` are per slot for bin size 1, else cumulative. Returns the values too
+    large for ``hist`` as keys ``cell << 32 | value`` (a view of a reused buffer)."""
+    over = overflow_room(len(chunk.starts) * hist.shape[1])
+    n = reads._kernel.window_hist(
         covs[0], covs[1] if len(covs) > 1 else None,
         np.ascontiguousarray(chunk.starts, np.int64), _slot_offsets(blocks),
         chunk.flip.astype(np.uint8), chunk.minus.astype(np.uint8), options.bin_size,
-        options.n_bins, chunk.length, hist)
+        options.n_bins, chunk.length, hist, over)
+    return over[:n]
 
 
 def scaled_edges(starts: np.ndarray, ends: np.ndarray, flip: np.ndarray, options: Options

@@ -23,6 +23,7 @@ from .counting import (
     counts_from_blocks,
     coverages,
     make_chunks,
+    overflow_room,
     per_chrom,
     read_blocks,
     region_counts,
@@ -107,10 +108,12 @@ class _Stats:
     per cell (channel × bin). Counts, sums, sums of squares and medians are all read off it
     at the end, so adding and merging are the same operation for any chunking.
 
-    The histogram is dense (value × cell, grown as larger values arrive) while it stays
-    small, which the compiled kernel fills in one pass; otherwise sparse (sorted keys)."""
+    With the compiled kernel the histogram is a dense table (value × cell) for the small
+    values, which hold nearly all bins, grown as values arrive up to a few MB; values above
+    it, and all values without the kernel, are sparse (cell << 32 | value) keys."""
 
-    DENSE_LIMIT = 1 << 27            # cells × values held densely (int32 counts)
+    DENSE_CELLS = 1 << 22     # values × cells held densely: 16 MB of int32 counts, in cache
+    MIN_HEIGHT = 256          # ... but at least this many values per cell
 
     def __init__(self, channels: int, bins: int):
         self.shape = (channels, bins)
@@ -119,63 +122,61 @@ class _Stats:
         self._dense: np.ndarray | None = None
         self.reads = 0
 
-    def _dense_for(self, top: int) -> np.ndarray | None:
-        """The dense histogram (values × cells), at least ``top`` values high, or None."""
+    def _dense_for(self, top: int) -> np.ndarray:
+        """The dense histogram (values × cells), grown towards ``top`` values high as far
+        as its cap."""
         ncells = self.shape[0] * self.shape[1]
+        cap = max(self.MIN_HEIGHT, self.DENSE_CELLS // max(ncells, 1))
         height = 0 if self._dense is None else self._dense.shape[0]
-        if top <= height:
+        if min(top, cap) <= height:
             return self._dense
-        height = max(top, 2 * height, 64)
-        if ncells * height > self.DENSE_LIMIT:
-            return None
+        height = min(max(top, 2 * height, 64), cap)
         grown = np.zeros((height, ncells), dtype=np.int32)
         if self._dense is not None:
             grown[:self._dense.shape[0]] = self._dense
         self._dense = grown
         return grown
 
+    def _add_keys(self, keys: np.ndarray, counts: np.ndarray | None = None) -> None:
+        """Add (cell << 32 | value) keys, repeated or with ``counts``, to the sparse part."""
+        if not keys.size:
+            return
+        if counts is None:
+            keys, counts = np.unique(keys, return_counts=True)
+        self._keys.append(keys)
+        self._counts.append(counts)
+        if len(self._keys) >= 64:
+            self._compact_keys()
+
     def add(self, values: np.ndarray, valid: np.ndarray) -> None:
         """Add regions' per-bin integer values (n, channels, bins) where ``valid``."""
-        top = int(values.max()) + 1 if values.size else 1
         kernel = reads._kernel            # None: the numpy fallback
-        dense = self._dense_for(top) if kernel is not None and values.dtype == np.int32 \
-            else None
-        if dense is not None:
-            kernel.accumulate(np.ascontiguousarray(values),
-                              np.ascontiguousarray(valid).view(np.uint8), dense)
+        if kernel is not None and values.dtype == np.int32:
+            top = int(values.max()) + 1 if values.size else 1
+            over = overflow_room(values.size)
+            n = kernel.accumulate(np.ascontiguousarray(values),
+                                  np.ascontiguousarray(valid).view(np.uint8),
+                                  self._dense_for(top), over)
+            self._add_keys(over[:n])
             return
         v = values.astype(np.int64)
         cell = np.arange(self.shape[0] * self.shape[1], dtype=np.int64).reshape(self.shape)
-        keys = ((cell[None] << 32) | v)[np.broadcast_to(valid[:, None, :], v.shape)]
-        k, c = np.unique(keys, return_counts=True)
-        self._keys.append(k)
-        self._counts.append(c)
-        if len(self._keys) >= 64:
-            self._compact()
+        self._add_keys(((cell[None] << 32) | v)[np.broadcast_to(valid[:, None, :], v.shape)])
 
     def add_chunk(self, chunk, options: Options) -> int:
         """Read one chunk and add its windows' bin values; returns the records read.
 
-        With the compiled kernel the values go from coverage straight into the dense
-        histogram, never held as a regions × bins array."""
+        With the compiled kernel the values go from coverage straight into the histogram,
+        never held as a regions × bins array."""
         blocks = read_blocks(chunk, options)
         if reads._kernel is not None:
             covs, top = coverages(blocks, options, cumulative=options.bin_size > 1)
             dense = self._dense_for(options.bin_size * top + 1)
-            if dense is not None:
-                window_histogram(chunk, options, blocks, covs, dense)
-                return len(blocks.s)
+            self._add_keys(window_histogram(chunk, options, blocks, covs, dense))
+            return len(blocks.s)
         part = counts_from_blocks(chunk, options, blocks)
         self.add(part.values, part.valid)
         return part.reads
-
-    def __getstate__(self) -> dict:
-        """Pickled (sent from a worker) as sparse keys: the dense table is mostly zeros."""
-        state = dict(self.__dict__)
-        if self._dense is not None:
-            keys, counts = _dense_keys(self._dense)
-            state.update(_dense=None, _keys=[*self._keys, keys], _counts=[*self._counts, counts])
-        return state
 
     def merge(self, other: _Stats) -> None:
         """Add another accumulator's counts (exact: integers only)."""
@@ -184,27 +185,11 @@ class _Stats:
             self._dense, self._keys, self._counts = \
                 other._dense, list(other._keys), list(other._counts)
             return
-        parts = list(zip(other._keys, other._counts, strict=True))
         if other._dense is not None:
             height = other._dense.shape[0]
-            dense = self._dense_for(height)
-            if dense is not None:
-                dense[:height] += other._dense
-            else:
-                parts.append(_dense_keys(other._dense))
-        for keys, counts in parts:
-            # into a dense table only if there is one: sorting sparse keys costs less than
-            # building a table that is mostly zeros only to find its non-zero cells again
-            value = keys & 0xFFFFFFFF
-            dense = self._dense_for(int(value.max()) + 1) \
-                if keys.size and self._dense is not None else None
-            if dense is not None:           # keys are unique: plain fancy-index add
-                dense[value, keys >> 32] += counts.astype(np.int32)
-            else:
-                self._keys.append(keys)
-                self._counts.append(counts)
-        if len(self._keys) >= 64:
-            self._compact()
+            self._dense_for(height)[:height] += other._dense
+        for keys, counts in zip(other._keys, other._counts, strict=True):
+            self._add_keys(keys, counts)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         self._compact()
@@ -219,17 +204,18 @@ class _Stats:
         new._keys, new._counts = [arrays["stats_keys"]], [arrays["stats_counts"]]
         return new
 
-    def _compact(self, sort: bool = True) -> None:
-        """Fold the dense table and all sparse lists into one list of (cell, value) keys,
-        sorted unless ``sort`` is False (then the keys are unique but in any order)."""
+    def _compact(self) -> None:
+        """Fold the dense table and all sparse lists into one sorted list of keys."""
         if self._dense is not None:
             keys, counts = _dense_keys(self._dense)
             self._keys.append(keys)
             self._counts.append(counts)
             self._dense = None
-            if not sort and len(self._keys) == 1:
-                return
-        if len(self._keys) == 1 and sort and self._keys[0].size > 1 and \
+        self._compact_keys()
+
+    def _compact_keys(self) -> None:
+        """Merge the sparse lists into one of sorted unique keys and their counts."""
+        if len(self._keys) == 1 and self._keys[0].size > 1 and \
                 (np.diff(self._keys[0]) < 0).any():
             order = np.argsort(self._keys[0], kind="stable")
             self._keys, self._counts = [self._keys[0][order]], [self._counts[0][order]]
@@ -243,16 +229,30 @@ class _Stats:
         self._keys, self._counts = [keys[first]], [np.add.reduceat(counts, first)]
 
     def _sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sorted keys' cells, values and counts, and each cell's first key (ncells + 1)."""
-        self._compact()
+        """The sparse keys, sorted: their values and counts, and each cell's first key
+        (ncells + 1 positions)."""
+        self._compact_keys()
         keys = self._keys[0] if self._keys else np.empty(0, np.int64)
         counts = self._counts[0] if self._counts else np.empty(0, np.int64)
-        cell = keys >> 32
-        first = np.searchsorted(cell, np.arange(self.shape[0] * self.shape[1] + 1))
+        first = np.searchsorted(keys >> 32, np.arange(self.shape[0] * self.shape[1] + 1))
         return keys & 0xFFFFFFFF, counts.astype(np.int64), first
 
+    def _settle(self) -> None:
+        """Move sparse keys whose values fit the dense table into it, so that every sparse
+        value of a cell is larger than all its dense ones."""
+        self._compact_keys()
+        if not self._keys:
+            return
+        keys, counts = self._keys[0], self._counts[0]
+        value = keys & 0xFFFFFFFF
+        fits = value < self._dense.shape[0]
+        if fits.any():                     # keys are unique: plain fancy-index add
+            self._dense[value[fits], keys[fits] >> 32] += counts[fits].astype(np.int32)
+            self._keys, self._counts = [keys[~fits]], [counts[~fits]]
+
     def moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per cell: number of values, their sum and their sum of squares (exact int64)."""
+        """Per cell of the sparse keys: number of values, their sum and their sum of
+        squares (exact int64)."""
         value, counts, first = self._sorted()
 
         def per_cell(x):
@@ -261,32 +261,32 @@ class _Stats:
 
         return per_cell(counts), per_cell(counts * value), per_cell(counts * value * value)
 
-    def median(self) -> np.ndarray:
+    def ranked(self, cells: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+        """The sparse value of rank ``ranks`` (from 0, in increasing order) in each of
+        ``cells`` (flat cell numbers)."""
         value, counts, first = self._sorted()
-        lo_key, hi_key = first[:-1], first[1:]
-        n = hi_key - lo_key
-        out = np.full(self.shape[0] * self.shape[1], np.nan)
-        present = np.flatnonzero(n)
-        if not present.size:
-            return out.reshape(self.shape)
         cum = np.cumsum(counts)
-        before = np.where(lo_key[present] > 0, cum[lo_key[present] - 1], 0)
-        total = cum[hi_key[present] - 1] - before
-        lo = np.searchsorted(cum, before + (total - 1) // 2, side="right")
-        hi = np.searchsorted(cum, before + total // 2, side="right")
-        out[present] = (value[lo].astype(np.float64) + value[hi]) / 2
-        return out.reshape(self.shape)
+        before = np.where(first[cells] > 0, cum[first[cells] - 1], 0)
+        return value[np.searchsorted(cum, before + ranks, side="right")]
 
     def columns(self, offsets: Sequence[int], channels: Sequence[str], factor: float
                 ) -> dict[str, np.ndarray]:
-        if reads._kernel is not None and self._dense is not None and not self._keys:
-            # one dense table (a single process's fold): read straight off it
-            n, total, sumsq, lo, hi = (a.reshape(self.shape)
-                                       for a in reads._kernel.dense_stats(self._dense))
-            median = np.where(n > 0, (lo.astype(np.float64) + hi) / 2, np.nan)
+        if self._dense is None:
+            self._dense = np.zeros((0, self.shape[0] * self.shape[1]), np.int32)
+        self._settle()
+        sparse_n, sparse_sum, sparse_sq = (a.ravel() for a in self.moments())
+        if reads._kernel is not None:
+            n, total, sumsq, lo, hi = reads._kernel.dense_stats(self._dense, sparse_n)
         else:
-            n, total, sumsq = self.moments()
-            median = self.median()
+            n, total, sumsq, lo, hi = _dense_stats(self._dense, sparse_n)
+        # the middle values beyond the dense table are sparse ones
+        for mid, rank in ((lo, (n + sparse_n - 1) // 2), (hi, (n + sparse_n) // 2)):
+            cells = np.flatnonzero((mid < 0) & (n + sparse_n > 0))
+            mid[cells] = self.ranked(cells, rank[cells] - n[cells])
+        n, total, sumsq = ((a + b).reshape(self.shape) for a, b in
+                           ((n, sparse_n), (total, sparse_sum), (sumsq, sparse_sq)))
+        median = np.where(n > 0, (lo.reshape(self.shape).astype(np.float64)
+                                  + hi.reshape(self.shape)) / 2, np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / n
             var = np.full(self.shape, np.nan)
@@ -296,6 +296,22 @@ class _Stats:
             std = np.sqrt(var)
             sem = std / np.sqrt(n)
         return _profile_columns(mean, median, std, sem, n, offsets, channels, factor)
+
+
+def _dense_stats(hist: np.ndarray, above: np.ndarray):
+    """numpy twin of the kernel's ``dense_stats`` (used without the compiled kernel)."""
+    value = np.arange(hist.shape[0], dtype=np.int64)[:, None]
+    h = hist.astype(np.int64)
+    n = h.sum(axis=0)
+    total, sumsq = (h * value).sum(axis=0), (h * value * value).sum(axis=0)
+    cum = np.cumsum(h, axis=0)
+    everything = n + above
+
+    def at(rank):
+        idx = (cum <= rank[None]).sum(axis=0)
+        return np.where(idx < hist.shape[0], idx, -1)
+
+    return n, total, sumsq, at((everything - 1) // 2), at(everything // 2)
 
 
 def _dense_keys(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from bamcover import BamcoverError
@@ -38,6 +39,40 @@ def test_fold_reraises_a_worker_error():
 def test_fold_refuses_a_result_missing_a_killed_worker():
     with pytest.raises(RuntimeError, match="ended without its result"):
         fold_local(list, _add, [1, 2, 666, 3, 4, 5], 2)
+
+
+def _big(state: list, item: int) -> None:
+    if item == 13:
+        raise BamcoverError("chunk 13 is bad")
+    state.append(np.full(300_000, item, dtype=np.int64))       # 2.4 MB per item
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_fold_brings_back_large_states(monkeypatch, tmp_path, full):
+    """States of megabytes come back through a file (the queue's pipe is slow for them),
+    or through the queue when the file cannot be written; no file is left behind."""
+    from bamcover import executors
+
+    monkeypatch.setattr(executors, "_SPILL_DIR", str(tmp_path))
+    if full:
+        def no_room(path, mode="r", *args, **kwargs):
+            if "w" in mode:
+                raise OSError(28, "No space left on device", path)
+            return open(path, mode, *args, **kwargs)
+        monkeypatch.setattr(executors, "open", no_room, raising=False)
+    spilled = []
+    load = executors._Spilled.load
+    monkeypatch.setattr(executors._Spilled, "load",
+                        lambda self: spilled.append(self.path) or load(self))
+    states = fold_local(list, _big, [1, 2, 3, 4], 2)
+    assert sorted(int(a[0]) for s in states for a in s) == [1, 2, 3, 4]
+    assert all((a == a[0]).all() and a.size == 300_000 for s in states for a in s)
+    assert len(spilled) == (0 if full else sum(1 for s in states if s)) and (full or spilled)
+    assert all(p.startswith(str(tmp_path)) for p in spilled)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(BamcoverError, match="chunk 13 is bad"):
+        fold_local(list, _big, [1, 2, 13, 3], 2)
+    assert list(tmp_path.iterdir()) == []
 
 
 def _square_or_die(item: int) -> int:

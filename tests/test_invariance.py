@@ -87,20 +87,65 @@ def test_matrix_frame_kernel_equals_numpy(monkeypatch, case):
 @pytest.mark.parametrize("extra", [{}, {"bin_size": 1, "strand_wise": False},
                                    {"bin_size": 7, "upstream": 990, "reference_point": "start"}])
 def test_profile_only_paths_equal_matrix_run(monkeypatch, extra):
-    """Without a matrix, bin values go straight into histograms (dense in the kernel,
-    sparse when too tall or without it) and pool workers send sparse histograms."""
+    """Without a matrix, bin values go straight into histograms (a dense table for small
+    values, sparse keys for the rest and without the kernel); pool workers send them back.
+    Tables of height 1, 4 and 30 put the medians of some cells in the dense part, of
+    others in the sparse part and of some across the two."""
     opts = {**OPTS, **extra}
     base = bamcover.profiles.compute(STRANDED, str(SE_CHIP), processes=1, **opts).profile
+    assert base.filter(like="_median").to_numpy().max() > 4
     for processes, chunk in ((2, 2000), (2, 50_000), (1, 2000)):
         prof = bamcover.profile(STRANDED, str(SE_CHIP), processes=processes, chunk_bases=chunk,
                                 **opts)
         pd.testing.assert_frame_equal(prof, base, check_exact=True)
-    monkeypatch.setattr(bamcover.profiles._Stats, "DENSE_LIMIT", 0)
-    prof = bamcover.profile(STRANDED, str(SE_CHIP), processes=1, chunk_bases=20_000, **opts)
-    pd.testing.assert_frame_equal(prof, base, check_exact=True)
+    monkeypatch.setattr(bamcover.profiles._Stats, "DENSE_CELLS", 0)
+    for height in (1, 4, 30):
+        monkeypatch.setattr(bamcover.profiles._Stats, "MIN_HEIGHT", height)
+        for processes, with_matrix in ((1, False), (2, False), (2, True)):
+            res = bamcover.profiles.compute(STRANDED, str(SE_CHIP), processes=processes,
+                                            chunk_bases=20_000, with_matrix=with_matrix,
+                                            **opts)
+            pd.testing.assert_frame_equal(res.profile, base, check_exact=True)
     monkeypatch.setattr(reads, "_kernel", None)
     prof = bamcover.profile(STRANDED, str(SE_CHIP), processes=1, chunk_bases=20_000, **opts)
     pd.testing.assert_frame_equal(prof, base, check_exact=True)
+
+
+def test_histogram_statistics_equal_brute_force(monkeypatch):
+    """_Stats against numpy on the values spelled out: values added in uneven pieces to
+    three accumulators (one pickled, one through the cluster's arrays), merged, with a
+    dense table too short for most values, so cells mix dense and sparse parts."""
+    import pickle
+
+    from bamcover.profiles import _Stats
+
+    monkeypatch.setattr(_Stats, "DENSE_CELLS", 0)
+    monkeypatch.setattr(_Stats, "MIN_HEIGHT", 6)
+    rng = np.random.default_rng(5)
+    values = rng.poisson(rng.uniform(0.5, 12, size=(1, 2, 9)), size=(400, 2, 9))
+    values[:, 0, 0] = 1000                    # one cell all above the table
+    values[:, 1, 1] = 0                       # one all in it
+    valid = rng.random((400, 9)) > 0.2
+    valid[:, 2] = False                       # one empty
+    values = values.astype(np.int32)
+    parts = [_Stats(2, 9) for _ in range(3)]
+    for i, (a, b) in enumerate(((0, 50), (50, 51), (51, 260), (260, 400))):
+        parts[min(i, 2)].add(values[a:b], valid[a:b])
+    total = _Stats(2, 9)
+    total.merge(pickle.loads(pickle.dumps(parts[0])))
+    total.merge(parts[1])
+    total.merge(_Stats.from_arrays(parts[2].to_arrays()))
+    cols = total.columns(range(9), ["sense", "anti"], 1.0)
+    for c, name in enumerate(["sense", "anti"]):
+        for k in range(9):
+            v = values[valid[:, k], c, k].astype(np.int64)
+            assert cols[f"{name}_n"][k] == len(v)
+            if not len(v):
+                assert np.isnan(cols[f"{name}_mean"][k]) and np.isnan(cols[f"{name}_median"][k])
+                continue
+            assert cols[f"{name}_median"][k] == np.median(v)
+            assert cols[f"{name}_mean"][k] == v.sum() / len(v)
+            np.testing.assert_allclose(cols[f"{name}_std"][k], v.std(ddof=1), rtol=1e-12)
 
 
 @pytest.mark.parametrize("with_matrix", [False, True])
@@ -128,7 +173,7 @@ def test_dense_histogram_statistics_equal_brute_force():
     hist[299, 1] = 1                          # one value, at the top
     hist[:, 2] = 0
     hist[[3, 7], 2] = 2                       # even count, median between two values
-    n, total, sumsq, lo, hi = reads._kernel.dense_stats(hist)
+    n, total, sumsq, lo, hi = reads._kernel.dense_stats(hist, np.zeros(40, np.int64))
     for c in range(hist.shape[1]):
         values = np.repeat(np.arange(hist.shape[0]), hist[:, c])
         assert n[c] == len(values) and total[c] == values.sum()
@@ -139,3 +184,15 @@ def test_dense_histogram_statistics_equal_brute_force():
             assert (lo[c], hi[c]) == (s[(len(s) - 1) // 2], s[len(s) // 2])
         else:
             assert lo[c] == hi[c] == -1
+    # values above the table: the ranks count them, a middle value among them is -1
+    above = rng.integers(0, 30, 40)
+    above[:3] = (1, 0, 3)
+    n2, total2, sumsq2, lo2, hi2 = reads._kernel.dense_stats(hist, above)
+    assert (n2 == n).all() and (total2 == total).all() and (sumsq2 == sumsq).all()
+    for c in range(hist.shape[1]):
+        values = np.r_[np.repeat(np.arange(hist.shape[0]), hist[:, c]),
+                       np.full(above[c], 10**6)]
+        s = np.sort(values)
+        for got, rank in ((lo2[c], (len(s) - 1) // 2), (hi2[c], len(s) // 2)):
+            assert got == (s[rank] if 0 <= rank < n[c] else -1)
+    assert lo2[0] == hi2[0] == -1             # its one value lies above the table
