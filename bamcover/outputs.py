@@ -94,7 +94,7 @@ def write_table(df: pd.DataFrame | Mapping[str, np.ndarray], path: str | os.Path
         if path.endswith(".parquet"):
             out = df.reset_index() if index else df
             out.columns = [str(c) for c in out.columns]
-            out.to_parquet(tmp, index=False)
+            _write_parquet(out, tmp)
         else:
             sep = _separator(path)
             gz = path.endswith(".gz")
@@ -187,6 +187,65 @@ def _write_counts_text(df: pd.DataFrame, path: str, sep: str, gz: bool) -> bool:
     else:
         pacsv.write_csv(table, path, options)
     return True
+
+
+def _write_parquet(df: pd.DataFrame, path: str) -> None:
+    """``df.to_parquet(path, index=False)``: the same table (schema, pandas metadata,
+    attrs, NaN stored as null), without pyarrow's NaN scan of every float value (~6 ns a
+    value: 1.1-2.0 s of a 50k × 4000 matrix) where a column has no NaN. The float columns
+    are handed over as they lie in memory, one sum per column telling which hold NaN."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not df.columns.is_unique:
+        df.to_parquet(path, index=False)          # pandas' own error
+        return
+    dtypes = list(df.dtypes)
+    floats = [i for i, t in enumerate(dtypes) if isinstance(t, np.dtype) and t.kind == "f"]
+    if len({dtypes[i] for i in floats}) > 1:
+        floats = []                               # mixed widths: pyarrow's way
+    schema = _arrow_schema(df, floats)
+    block = df.iloc[:, floats].to_numpy().T       # a view when they share a pandas block
+    with np.errstate(all="ignore"):
+        # NaN + anything is NaN; an inf - inf only sends a column down the slow path
+        nan = dict(zip(floats, np.isnan(block.sum(axis=1)), strict=True))
+    where = {i: k for k, i in enumerate(floats)}
+    arrays = [pa.array(block[where[i]], type=field.type, from_pandas=bool(nan[i]))
+              if i in where else pa.array(df.iloc[:, i], type=field.type, from_pandas=True)
+              for i, field in enumerate(schema)]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    if df.attrs:                                  # as pandas stores them
+        table = table.replace_schema_metadata(
+            {**table.schema.metadata, "PANDAS_ATTRS": json.dumps(df.attrs)})
+    pq.write_table(table, path, compression="snappy")
+
+
+def _arrow_schema(df: pd.DataFrame, floats: list[int]):
+    """``pa.Schema.from_pandas(df, preserve_index=False)`` when the columns ``floats``
+    share one dtype: their field and pandas-metadata entry are made once and named for
+    each (pyarrow looks every column up through pandas, 0.15 ms each: 0.6 s of 4000)."""
+    import json
+
+    import pyarrow as pa
+
+    if not floats:
+        return pa.Schema.from_pandas(df, preserve_index=False)
+    is_float = np.zeros(df.shape[1], bool)
+    is_float[floats] = True
+    other = np.flatnonzero(~is_float)
+    small = pa.Schema.from_pandas(df.iloc[:, [*other, floats[0]]], preserve_index=False)
+    meta = json.loads(small.metadata[b"pandas"])
+    entries, fields = meta["columns"], list(small)
+    at = dict(zip(other.tolist(), range(len(other)), strict=True))
+    meta["columns"], out = [], []
+    for i, name in enumerate(df.columns):
+        k = len(other) if is_float[i] else at[i]
+        meta["columns"].append({**entries[k], "name": name, "field_name": name}
+                               if is_float[i] else entries[k])
+        out.append(fields[k].with_name(name) if is_float[i] else fields[k])
+    return pa.schema(out, metadata={**small.metadata, b"pandas": json.dumps(meta).encode()})
 
 
 def provenance(command: dict, inputs: list[str], options: dict | None = None,

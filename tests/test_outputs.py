@@ -149,3 +149,38 @@ def test_numpy_columns_of_other_types_go_through_pandas(tmp_path, other):
     cols = {"offset": np.arange(3), "value": other}
     write_table(cols, tmp_path / "p.tsv")
     assert _read(tmp_path / "p.tsv") == _pandas_text(pd.DataFrame(cols), "\t")
+
+
+@pytest.mark.parametrize("case", ["matrix", "float64 and NaN", "mixed floats", "empty"])
+def test_parquet_is_the_table_pandas_writes(tmp_path, case):
+    """Parquet files hold what ``df.to_parquet(index=False)`` stores: the same Arrow
+    table, schema and pandas metadata (attrs too), NaN as null, whichever way a float
+    column went (handed over as it is, or scanned for NaN)."""
+    import pyarrow.parquet as pq
+
+    import bamcover
+    from bamcover import formats
+
+    if case == "matrix":
+        df = formats.matrix_table(bamcover.matrix(SUMMITS, SE_CHIP, **WINDOW))
+        df.iloc[2, 7:20] = np.nan                # a window clipped at a chromosome end
+    else:
+        df = _counts()
+        if case == "float64 and NaN":
+            df = df.astype({c: np.float64 for c in df.columns[4:]})
+            df.iloc[3, 6] = np.inf
+            df.iloc[4, 6] = -np.inf
+        elif case == "mixed floats":
+            df = df.astype({"0": np.float64})
+        elif case == "empty":
+            df = df.iloc[:0]
+    df.attrs.update(units="reads", body_length=3000)
+    write_table(df, tmp_path / "ours.parquet")
+    df.to_parquet(tmp_path / "pandas.parquet", index=False)
+    ours, theirs = pq.read_table(tmp_path / "ours.parquet"), \
+        pq.read_table(tmp_path / "pandas.parquet")
+    assert ours.equals(theirs, check_metadata=True)
+    assert [c.null_count for c in ours.columns] == [c.null_count for c in theirs.columns]
+    back = pd.read_parquet(tmp_path / "ours.parquet")
+    assert back.attrs == df.attrs
+    pd.testing.assert_frame_equal(back, pd.read_parquet(tmp_path / "pandas.parquet"))
