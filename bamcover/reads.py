@@ -29,7 +29,6 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import pysam
 
 from .errors import BamcoverError
 
@@ -91,15 +90,14 @@ def open_bam(path: str | os.PathLike, build_index: bool = True) -> Bam:
     if not os.access(path, os.R_OK):
         raise BamcoverError(f"{path}: permission denied")
     try:
-        with pysam.AlignmentFile(path, "rb", check_sq=False) as bam:
-            header = bam.header.to_dict()
-            lengths = dict(zip(bam.references, bam.lengths, strict=True))
+        text, lengths = _header(path)
     except (ValueError, OSError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "truncated" in msg or "EOF marker" in msg:
             raise BamcoverError(f"{path}: truncated BAM (no BGZF EOF marker)") from None
         raise BamcoverError(f"{path}: not a readable BAM file ({msg})") from None
-    order = header.get("HD", {}).get("SO")
+    order = next((tag[3:] for line in text.splitlines() if line.startswith("@HD\t")
+                  for tag in line.split("\t")[1:] if tag.startswith("SO:")), None)
     if order != "coordinate":
         raise BamcoverError(f"{path}: BAM is not coordinate-sorted (@HD SO:{order or 'absent'}); "
                             "run 'samtools sort'")
@@ -114,11 +112,23 @@ def open_bam(path: str | os.PathLike, build_index: bool = True) -> Bam:
     return Bam(path=path, index=index, lengths=lengths)
 
 
+def _header(path: str) -> tuple[str, dict[str, int]]:
+    """The header text and reference lengths (the kernel's reader, else pysam's)."""
+    if _kernel is not None:
+        return _kernel.bam_header(path)
+    import pysam
+
+    with pysam.AlignmentFile(path, "rb", check_sq=False) as bam:
+        return str(bam.header), dict(zip(bam.references, bam.lengths, strict=True))
+
+
 def _build_index(path: str, allowed: bool) -> str:
     directory = os.path.dirname(os.path.abspath(path))
     if not allowed or not os.access(directory, os.W_OK):
         raise BamcoverError(f"{path}: BAM has no index (.bai/.csi) and its directory is not "
                             "writable; run 'samtools index'")
+    import pysam
+
     try:
         pysam.index(path)
     except pysam.SamtoolsError as exc:
@@ -201,6 +211,8 @@ def _py_interval(read, rules: dict[str, int], length: int):
 
 
 def _py_intervals(bam: Bam, chrom, length, starts, ends, rules):
+    import pysam
+
     out_s, out_e, out_r = [], [], []
     with pysam.AlignmentFile(bam.path, "rb", index_filename=bam.index) as fh:
         previous_end = -1
@@ -219,6 +231,8 @@ def _py_intervals(bam: Bam, chrom, length, starts, ends, rules):
 
 
 def _py_library_size(bam: Bam, rules):
+    import pysam
+
     n = 0
     with pysam.AlignmentFile(bam.path, "rb", index_filename=bam.index) as fh:
         for read in fh.fetch(until_eof=True):

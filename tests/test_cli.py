@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import bamcover
+from bamcover import BamcoverError
 from bamcover.cli import main
 
 from .conftest import SE_CHIP, SE_CTRL, SUMMITS
@@ -125,6 +127,33 @@ def test_truncated_and_corrupt_bam(tmp_path):
     _bad(tmp_path, SUMMITS, bad, match="corrupt.bam: corrupt or truncated BAM")
 
 
+@pytest.mark.parametrize("reader", ["kernel", "pysam"])
+def test_bam_checks_name_the_problem_with_either_reader(tmp_path, monkeypatch, reader):
+    """open_bam reads the header with the compiled reader (no pysam import) or, without
+    it, with pysam: the same lengths and the same one-line errors."""
+    from bamcover import reads
+
+    if reader == "pysam":
+        monkeypatch.setattr(reads, "_kernel", None)
+    elif reads._kernel is None:
+        pytest.skip("needs the compiled kernel")
+    with pysam.AlignmentFile(str(SE_CHIP)) as fh:
+        want = dict(zip(fh.references, fh.lengths, strict=True))
+    assert reads.open_bam(SE_CHIP).lengths == want
+    fake = tmp_path / "fake.bam"
+    fake.write_text("chr22\t1\t2\n")
+    cut = tmp_path / "cut.bam"
+    cut.write_bytes(SE_CHIP.read_bytes()[:100_000])
+    unsorted = tmp_path / "unsorted.bam"
+    pysam.sort("-n", "-o", str(unsorted), str(SE_CHIP))
+    for path, message in ((fake, "fake.bam: not a readable BAM file"),
+                          (cut, "cut.bam: truncated BAM"),
+                          (unsorted, "unsorted.bam: BAM is not coordinate-sorted "
+                                     "(@HD SO:queryname)")):
+        with pytest.raises(BamcoverError, match=re.escape(message)):
+            reads.open_bam(path)
+
+
 def test_missing_index_is_built(tmp_path):
     bam = tmp_path / "x.bam"
     shutil.copy(SE_CHIP, bam)
@@ -165,13 +194,16 @@ def test_two_outputs_naming_one_file_are_refused_first(tmp_path):
 
 def test_a_profile_run_never_imports_pandas(tmp_path):
     """pandas (with pyarrow) is most of the start-up: a profile written as text needs none
-    of it, and gives the bytes of the same run through the API's DataFrame."""
+    of it, nor pysam when the compiled reader is there, and gives the bytes of the same
+    run through the API's DataFrame."""
     out = tmp_path / "p.tsv"
     code = ("import sys\nfrom bamcover.cli import main\n"
             f"main(['profile', {str(SUMMITS)!r}, {str(SE_CHIP)!r}, '-f', '200', '-b', '10', "
             f"'-q', '-o', {str(out)!r}], standalone_mode=False)\n"
             "assert 'pandas' not in sys.modules and 'pyarrow' not in sys.modules, "
-            "sorted(m for m in sys.modules if m.startswith(('pandas', 'pyarrow')))\n")
+            "sorted(m for m in sys.modules if m.startswith(('pandas', 'pyarrow')))\n"
+            "from bamcover import reads\n"
+            "assert reads.KERNEL != 'htslib-system' or 'pysam' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     want = bamcover.profile(SUMMITS, str(SE_CHIP), fragment_size=200, bin_size=10)
