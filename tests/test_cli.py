@@ -208,3 +208,20 @@ def test_a_profile_run_never_imports_pandas(tmp_path):
     assert done.returncode == 0, done.stderr
     want = bamcover.profile(SUMMITS, str(SE_CHIP), fragment_size=200, bin_size=10)
     assert out.read_text() == want.to_csv(sep="\t", na_rep="nan")
+
+
+def test_the_command_exits_with_main_s_status(tmp_path):
+    """The console entry point (main, then a frozen collector for a quick exit) keeps the
+    exit status and messages: 0 and the file for a run, 2 and one line for bad input."""
+    out = tmp_path / "p.tsv"
+    entry = "import sys\nfrom bamcover.cli import run\nsys.argv[0] = 'bamcover'\nrun()\n"
+    ok = subprocess.run([sys.executable, "-c", entry, "profile", str(SUMMITS), str(SE_CHIP),
+                         "-b", "10", "-q", "-o", str(out)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert out.read_text() == bamcover.profile(SUMMITS, str(SE_CHIP), bin_size=10).to_csv(
+        sep="\t", na_rep="nan")
+    bad = subprocess.run([sys.executable, "-c", entry, "profile", str(SUMMITS),
+                          str(tmp_path / "none.bam"), "-q"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [f"bamcover: error: {tmp_path / 'none.bam'}: "
+                                              "no such file"]
