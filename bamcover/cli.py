@@ -13,15 +13,14 @@ import sys
 import click
 import numpy as np
 
-from . import __version__, cluster
+from . import __version__
 from ._lazy import pd
 from .errors import BamcoverError
-from .options import DEFAULT_FLAG_EXCLUDE, TN5_SHIFT, Options
+from .options import DEFAULT_FLAG_EXCLUDE, DEFAULT_WORKDIR, TN5_SHIFT, Options
 from .outputs import check_distinct, check_writable, provenance, write_provenance, write_table
 from .profiles import STATUS_MISSING, STATUS_OFF, STATUS_UNKNOWN, _stem, compute, coverage, density
 from .reads import open_bam
 from .regions import read_regions, region_columns
-from .tasks import DEFAULT_WORKDIR, SlurmExecutor, find, list_tasks
 
 log = logging.getLogger("bamcover")
 
@@ -102,10 +101,23 @@ def slurm_options(func):
     return func
 
 
-def _executor(kw: dict) -> SlurmExecutor:
-    return SlurmExecutor(cpus_per_job=kw.pop("cpus_per_job"), partition=kw.pop("partition"),
-                         time=kw.pop("time_limit"), mem=kw.pop("mem"),
-                         account=kw.pop("account"), sbatch_args=list(kw.pop("sbatch_arg")))
+def _executor(kw: dict, slurm: bool):
+    """The SlurmExecutor the options describe, or None for a local run (which takes its
+    options out of ``kw`` too, and never imports the job layer)."""
+    args = dict(cpus_per_job=kw.pop("cpus_per_job"), partition=kw.pop("partition"),
+                time=kw.pop("time_limit"), mem=kw.pop("mem"), account=kw.pop("account"),
+                sbatch_args=list(kw.pop("sbatch_arg")))
+    if not slurm:
+        return None
+    from .tasks import SlurmExecutor
+
+    return SlurmExecutor(**args)
+
+
+def _find(task: str, workdir: str):
+    from .tasks import find
+
+    return find(task, workdir)
 
 
 def _options(kw: dict, **extra) -> Options:
@@ -268,7 +280,7 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
     --matrix the per-region matrix. One region file and one BAM give the wide profile
     (offset, <channel>_mean, ...); more give the tidy table (sample, group, channel,
     offset, mean, ...)."""
-    executor = _executor(kw)
+    executor = _executor(kw, slurm)
     options = _options(kw, reference_point=reference_point, upstream=upstream,
                        downstream=downstream, bin_size=bin_size, orient=not no_orient,
                        normalize=normalize, scale_factor=scale_factor, operation=operation,
@@ -296,6 +308,8 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
     bam_ = open_bam(bams[0])
     if slurm:
         outputs = {"output": _abs(output), "matrix": _abs(matrix_path), "long": _abs(long_path)}
+        from . import cluster
+
         task = cluster.submit_profile(pd.DataFrame(regs), bam_, options, executor=executor,
                                       jobs=jobs, with_matrix=bool(matrix_path or long_path),
                                       workdir=workdir, outputs=outputs,
@@ -372,6 +386,8 @@ def _finish_task(task, no_wait: bool, quiet: bool, permissive: bool, outputs: di
 
 
 def _collect_and_write(task, permissive: bool, outputs: dict) -> None:
+    from . import cluster
+
     result = cluster.collect(task, permissive=permissive)
     meta = task.manifest["meta"]
     regs = pd.read_parquet(task.path / cluster.REGIONS_FILE)
@@ -402,7 +418,7 @@ def _collect_and_write(task, permissive: bool, outputs: dict) -> None:
 @handle_errors
 def density_cmd(regions, bams, output, labels, quiet, slurm, jobs, workdir, no_wait, **kw):
     """Reads overlapping each region of REGIONS in each BAM, with CPM and RPKM."""
-    executor = _executor(kw)
+    executor = _executor(kw, slurm)
     options = _options(kw)
     check_writable(output)
     if quiet:
@@ -412,6 +428,8 @@ def density_cmd(regions, bams, output, labels, quiet, slurm, jobs, workdir, no_w
     names = labels.split(",") if labels else [b.name.removesuffix(".bam") for b in opened]
     if slurm:
         outputs = {"output": _abs(output)}
+        from . import cluster
+
         task = cluster.submit_density(regs, opened, options, executor=executor, jobs=jobs,
                                       labels=names, workdir=workdir, outputs=outputs)
         _finish_task(task, no_wait, quiet, permissive=False, outputs=outputs)
@@ -437,6 +455,8 @@ task_argument = click.argument("task")
 def tasks_cmd(workdir):
     """List tasks with the number of chunks in each state."""
     rows = []
+    from .tasks import list_tasks
+
     for task in list_tasks(workdir):
         counts = task.status()["state"].value_counts()
         rows.append({"task": task.id, "kind": task.manifest["meta"].get("kind", "function"),
@@ -452,7 +472,7 @@ def tasks_cmd(workdir):
 @handle_errors
 def status(task, workdir):
     """Per chunk: state, job id, exit code, elapsed, node, log, and the error or log tail."""
-    write_table(find(task, workdir).status(), "-", index=True)
+    write_table(_find(task, workdir).status(), "-", index=True)
 
 
 @main.command()
@@ -462,7 +482,7 @@ def status(task, workdir):
 @handle_errors
 def wait(task, workdir, quiet):
     """Wait until no chunk is pending or running; exit 1 if any chunk has no result."""
-    t = find(task, workdir).wait(progress=not quiet)
+    t = _find(task, workdir).wait(progress=not quiet)
     failed = t.failed()
     if failed:
         click.echo(f"bamcover: task {t.id}: {len(failed)} chunks without a result; "
@@ -483,7 +503,7 @@ def wait(task, workdir, quiet):
 @handle_errors
 def collect_cmd(task, workdir, output, matrix_path, long_path, permissive):
     """Reduce a finished task into the outputs a local run writes."""
-    t = find(task, workdir)
+    t = _find(task, workdir)
     outputs = dict(t.manifest["meta"].get("outputs", {}))
     if output:
         outputs["output"] = output
@@ -506,7 +526,7 @@ def collect_cmd(task, workdir, output, matrix_path, long_path, permissive):
 @handle_errors
 def cancel(task, workdir):
     """Cancel every chunk still queued or running."""
-    find(task, workdir).cancel()
+    _find(task, workdir).cancel()
 
 
 @main.command()
@@ -515,7 +535,7 @@ def cancel(task, workdir):
 @handle_errors
 def resubmit(task, workdir):
     """Submit again only the failed, cancelled, timed-out or lost chunks."""
-    t = find(task, workdir)
+    t = _find(task, workdir)
     again = t.resubmit()
     log.info("task %s: resubmitted %d chunks %s", t.id, len(again), again)
 
@@ -526,7 +546,7 @@ def resubmit(task, workdir):
 @handle_errors
 def clean(task, workdir):
     """Cancel what still runs and delete the task directory."""
-    find(task, workdir).clean()
+    _find(task, workdir).clean()
 
 
 # --- figures -----------------------------------------------------------------------------

@@ -4,13 +4,8 @@ chunks into one accumulator per worker process."""
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import os
 import pickle
-import queue
-import shutil
-import signal
-import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -82,6 +77,8 @@ def _nothing() -> None:
 
 def _default_signals() -> None:
     """Workers die on SIGTERM (the parent may have a handler that raises)."""
+    import signal
+
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
@@ -142,6 +139,12 @@ def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence
     ``("end", finish())`` when the queue runs dry. A worker's exception is re-raised
     here; a worker that ends without its "end" message is a RuntimeError.
     """
+    # imported here: a one-process run never needs them (12 ms of every start-up)
+    import multiprocessing as mp
+    import queue
+    import shutil
+    import tempfile
+
     ctx = mp.get_context("fork")       # workers inherit items and functions, nothing pickled
     todo, done = ctx.Queue(), ctx.Queue()
     for i in range(len(items)):

@@ -18,6 +18,8 @@ OPERATIONS = ("log2", "subtract")
 DEFAULT_FLAG_EXCLUDE = 0x4 | 0x100 | 0x200 | 0x800
 DUPLICATE = 0x400
 TN5_SHIFT = (4, 5)
+#: where cluster tasks keep their chunks, manifests and logs
+DEFAULT_WORKDIR = "bamcover-tasks"
 
 
 def available_cores() -> int:

@@ -43,11 +43,10 @@ from . import __version__, slurm
 from ._lazy import pd
 from .errors import BamcoverError
 from .executors import progress_bar
-from .options import available_cores
+from .options import DEFAULT_WORKDIR, available_cores
 
 DONE = "COMPLETED"
 ACTIVE = {"PENDING", "RUNNING"} | slurm.ACTIVE
-DEFAULT_WORKDIR = "bamcover-tasks"
 
 
 class Terminated(BaseException):
