@@ -153,8 +153,8 @@ def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence
         todo.put(None)
     spill = tempfile.mkdtemp(prefix="bamcover-", dir=_SPILL_DIR if os.access(
         _SPILL_DIR, os.W_OK) else None)
-    workers = [ctx.Process(target=_worker, args=(start, items, todo, done, spill), daemon=True)
-               for _ in range(processes)]
+    workers = [ctx.Process(target=_worker, args=(start, items, todo, done, spill, i),
+                           daemon=True) for i in range(processes)]
     for w in workers:
         w.start()
     try:
@@ -225,7 +225,18 @@ def _spilled(value: Any, directory: str) -> Any:
     return _Spilled(path)
 
 
-def _worker(start, items, todo, done, spill) -> None:
+_WORKER: int | None = None
+
+
+def worker_index() -> int | None:
+    """In a worker process of :func:`fold_local` or :func:`map_local`: its number, from 0
+    to processes - 1 (so that it can use what the parent prepared for it); else None."""
+    return _WORKER
+
+
+def _worker(start, items, todo, done, spill, index) -> None:
+    global _WORKER
+    _WORKER = index
     _default_signals()
     try:
         work, finish = start()

@@ -31,7 +31,7 @@ from .counting import (
     window_histogram,
 )
 from .errors import BamcoverError
-from .executors import fold_local, map_local, starmap_local
+from .executors import fold_local, map_local, starmap_local, worker_index
 from .options import Options
 from .reads import Bam, library_size, open_bam
 from .regions import read_regions, region_columns, window_bounds
@@ -115,18 +115,36 @@ class _Stats:
     DENSE_CELLS = 1 << 22     # values × cells held densely: 16 MB of int32 counts, in cache
     MIN_HEIGHT = 256          # ... but at least this many values per cell
 
-    def __init__(self, channels: int, bins: int):
+    def __init__(self, channels: int, bins: int, table: np.ndarray | None = None):
+        """``table``: a zeroed dense table of :meth:`table_shape` to count into, which the
+        caller owns (a worker's, in memory shared with the parent): it is not pickled."""
         self.shape = (channels, bins)
         self._keys: list[np.ndarray] = []
         self._counts: list[np.ndarray] = []
-        self._dense: np.ndarray | None = None
+        self._dense: np.ndarray | None = table
+        self._lent = table is not None
         self.reads = 0
+
+    @classmethod
+    def table_shape(cls, channels: int, bins: int) -> tuple[int, int]:
+        """The largest dense table: values × cells."""
+        ncells = channels * bins
+        return max(cls.MIN_HEIGHT, cls.DENSE_CELLS // max(ncells, 1)), ncells
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_dense": None} if self._lent else self.__dict__
+
+    def add_table(self, table: np.ndarray) -> None:
+        """Add the counts of a dense table (one lent to a worker)."""
+        if self._dense is None:
+            self._dense = table
+        else:
+            self._dense_for(table.shape[0])[:table.shape[0]] += table
 
     def _dense_for(self, top: int) -> np.ndarray:
         """The dense histogram (values × cells), grown towards ``top`` values high as far
         as its cap."""
-        ncells = self.shape[0] * self.shape[1]
-        cap = max(self.MIN_HEIGHT, self.DENSE_CELLS // max(ncells, 1))
+        cap, ncells = self.table_shape(*self.shape)
         height = 0 if self._dense is None else self._dense.shape[0]
         if min(top, cap) <= height:
             return self._dense
@@ -446,8 +464,9 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
     values are float means: they are always kept (``stats`` stays empty) and the profile is
     computed from the assembled matrix in :func:`finish`.
 
-    Each worker folds its chunks into one histogram table and sends it back once, so the
-    profile needs O(chunk) memory; with a matrix, workers also write their rows into it."""
+    Each worker folds its chunks into one histogram table, in memory shared with this
+    process, and sends back only the rare values too large for it, so the profile needs
+    O(chunk) memory; with a matrix, workers also write their rows into it."""
     nch, nbins = len(options.channels), options.n_bins
     stats = _Stats(nch, nbins)
     values = valid = None
@@ -460,8 +479,20 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
     else:
         add = functools.partial(_add_chunk, options=options)
     new = functools.partial(_Stats, nch, nbins)
-    for part in fold_local(new, add, prep.chunks, options.n_processes, progress, "windows"):
+    tables = []
+    processes = min(options.n_processes, len(prep.chunks))
+    if processes > 1 and reads._kernel is not None and not options.scale_regions:
+        # each worker counts into its own table in shared memory: nothing to send back
+        tables = [_shared_zeros(_Stats.table_shape(nch, nbins), np.int32)
+                  for _ in range(processes)]
+
+        def new():
+            return _Stats(nch, nbins, tables[worker_index()])
+
+    for part in fold_local(new, add, prep.chunks, processes, progress, "windows"):
         stats.merge(part)
+    for table in tables:
+        stats.add_table(table)
     return Counts(stats, rows, values, valid, stats.reads)
 
 

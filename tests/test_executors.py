@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bamcover import BamcoverError
-from bamcover.executors import fold_local, map_local
+from bamcover.executors import fold_local, map_local, worker_index
 
 
 def _add(state: list, item: int) -> None:
@@ -128,3 +128,19 @@ def test_parent_handler_runs_when_a_helper_thread_takes_the_signal():
         signal.signal(signal.SIGTERM, previous)
     assert time.monotonic() - begin < 5
     assert not [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
+def _which_worker(item: int) -> int | None:
+    time.sleep(0.005)
+    return worker_index()
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_workers_know_their_number(processes):
+    """A worker can find what the parent prepared for it by its number (0 … processes-1);
+    a one-process run works here, where there is none."""
+    got = list(map_local(_which_worker, list(range(40)), processes))
+    if processes == 1:
+        assert got == [None] * 40 and worker_index() is None
+    else:
+        assert set(got) <= set(range(processes)) and len(set(got)) > 1
