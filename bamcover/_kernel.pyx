@@ -8,6 +8,8 @@ pure-pysam fallback with the same contract.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t
 from libc.math cimport NAN
 from libc.stdlib cimport malloc, free
+import os
+
 import numpy as np
 cimport numpy as cnp
 
@@ -217,7 +219,8 @@ def bam_header(str path):
     """A BAM's header text and its reference lengths ``{name: length}``, read without
     pysam (whose import costs the command line 20-50 ms). OSError saying what is wrong:
     not BAM, no BGZF EOF marker (truncated), a header htslib cannot read."""
-    cdef htsFile *fp = hts_open(path.encode(), b"r")
+    cdef bytes fn = os.fsencode(path)
+    cdef htsFile *fp = hts_open(fn, b"r")
     if fp == NULL:
         raise OSError("cannot open it")
     cdef sam_hdr_t *hdr = NULL
@@ -251,13 +254,14 @@ cdef class BamReader:
 
     def __cinit__(self, str path, str index_path):
         self.path = path
-        self.fp = hts_open(path.encode(), b"r")
+        cdef bytes fn = os.fsencode(path), fnidx = os.fsencode(index_path)
+        self.fp = hts_open(fn, b"r")
         if self.fp == NULL:
             raise OSError(f"{path}: cannot open as BAM")
         self.hdr = sam_hdr_read(self.fp)
         if self.hdr == NULL:
             raise OSError(f"{path}: cannot read the BAM header")
-        self.idx = sam_index_load2(self.fp, path.encode(), index_path.encode())
+        self.idx = sam_index_load2(self.fp, fn, fnidx)
         if self.idx == NULL:
             raise OSError(f"{path}: cannot load the index {index_path}")
         self.b = bam_init1()
@@ -324,7 +328,8 @@ cdef class BamReader:
         cdef int64_t total = 0, s, e
         cdef uint8_t rv
         cdef int ret
-        cdef htsFile *fp = hts_open(self.path.encode(), b"r")
+        cdef bytes fn = os.fsencode(self.path)
+        cdef htsFile *fp = hts_open(fn, b"r")
         if fp == NULL:
             raise OSError(f"{self.path}: cannot open as BAM")
         cdef sam_hdr_t *hdr = sam_hdr_read(fp)
@@ -404,6 +409,9 @@ def accumulate(const int32_t[:, :, ::1] values, const uint8_t[:, ::1] valid,
     cdef Py_ssize_t r = values.shape[0], c = values.shape[1], nb = values.shape[2]
     cdef Py_ssize_t i, ch, k, no = 0
     cdef int64_t height = hist.shape[0]
+    if hist.shape[1] != c * nb or over.shape[0] < r * c * nb:
+        raise ValueError("accumulate: the table needs a cell per channel and bin, and "
+                         "'over' room for every value")
     cdef int32_t *h = &hist[0, 0] if hist.shape[0] else NULL
     cdef int64_t *o = &over[0] if over.shape[0] else NULL
     with nogil:
@@ -477,6 +485,9 @@ def window_hist(const uint32_t[::1] cov_a, object cov_b_obj, const int64_t[::1] 
     cdef int64_t k0, k1, j0, step, p, height = hist.shape[0]
     cdef const uint32_t *sense
     cdef const uint32_t *anti
+    if ncells != nbins * (1 + two) or over.shape[0] < n * ncells:
+        raise ValueError("window_hist: the table needs a cell per channel and bin, and "
+                         "'over' room for every bin of every window")
     cdef int32_t *h = &hist[0, 0] if hist.shape[0] else NULL
     cdef int64_t *o = &over[0] if over.shape[0] else NULL
     with nogil:

@@ -50,7 +50,7 @@ def map_local(func: Callable[[Any], Any], items: Sequence[Any], processes: int,
     memory; one process runs in this process. A worker that dies (OOM killer, SIGKILL)
     is an error, never a hang or a missing item.
     """
-    processes = max(1, min(processes, len(items)))
+    processes = workers_for(processes, items)
     with progress_bar(len(items), desc, progress) as bar:
         if processes == 1:
             for item in items:
@@ -102,7 +102,7 @@ def fold_local(new: Callable[[], S], add: Callable[[S, T], None], items: Sequenc
     worker folds all its items before anything is pickled. ``add`` must not depend on
     which items share a state (merging the states must give the same result).
     """
-    processes = max(1, min(processes, len(items)))
+    processes = workers_for(processes, items)
     if processes == 1:
         state = new()
         with progress_bar(len(items), desc, progress) as bar:
@@ -151,13 +151,16 @@ def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence
         todo.put(i)
     for _ in range(processes):
         todo.put(None)
-    spill = tempfile.mkdtemp(prefix="bamcover-", dir=_SPILL_DIR if os.access(
-        _SPILL_DIR, os.W_OK) else None)
+    try:
+        spill = tempfile.mkdtemp(prefix="bamcover-", dir=_SPILL_DIR if os.access(
+            _SPILL_DIR, os.W_OK) else None)
+    except OSError:                    # only a shortcut: results then all take the queue
+        spill = None
     workers = [ctx.Process(target=_worker, args=(start, items, todo, done, spill, i),
                            daemon=True) for i in range(processes)]
-    for w in workers:
-        w.start()
     try:
+        for w in workers:
+            w.start()
         ended = 0
         last_look = False
         while ended < processes:
@@ -182,10 +185,11 @@ def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence
             w.join()
     finally:
         for w in workers:
-            if w.is_alive():
+            if w.pid is not None and w.is_alive():
                 w.terminate()
                 w.join()
-        shutil.rmtree(spill, ignore_errors=True)
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
 
 
 # Where workers leave their final states: memory-backed when the system has it.
@@ -208,9 +212,11 @@ class _Spilled:
         return value
 
 
-def _spilled(value: Any, directory: str) -> Any:
+def _spilled(value: Any, directory: str | None) -> Any:
     """``value``, or a :class:`_Spilled` of it when it is large and the file can be
-    written (a full or missing directory: the queue takes it as it is)."""
+    written (no, a full or a missing directory: the queue takes it as it is)."""
+    if directory is None:
+        return value
     data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     if len(data) < _SPILL_BYTES:
         return value
@@ -229,9 +235,15 @@ _WORKER: int | None = None
 
 
 def worker_index() -> int | None:
-    """In a worker process of :func:`fold_local` or :func:`map_local`: its number, from 0
-    to processes - 1 (so that it can use what the parent prepared for it); else None."""
+    """In a worker process of :func:`fold_local` or :func:`map_local` (and anything it
+    calls): its number, from 0 to :func:`workers_for` - 1, so that it can use what the
+    parent prepared for it; None in the parent."""
     return _WORKER
+
+
+def workers_for(processes: int, items: Sequence[Any]) -> int:
+    """How many processes :func:`fold_local` and :func:`map_local` run for ``items``."""
+    return max(1, min(processes, len(items)))
 
 
 def _worker(start, items, todo, done, spill, index) -> None:

@@ -31,7 +31,7 @@ from .counting import (
     window_histogram,
 )
 from .errors import BamcoverError
-from .executors import fold_local, map_local, starmap_local, worker_index
+from .executors import fold_local, map_local, starmap_local, worker_index, workers_for
 from .options import Options
 from .reads import Bam, library_size, open_bam
 from .regions import read_regions, region_columns, window_bounds
@@ -226,8 +226,9 @@ class _Stats:
         """Fold the dense table and all sparse lists into one sorted list of keys."""
         if self._dense is not None:
             keys, counts = _dense_keys(self._dense)
-            self._keys.append(keys)
-            self._counts.append(counts)
+            if keys.size:
+                self._keys.append(keys)
+                self._counts.append(counts)
             self._dense = None
         self._compact_keys()
 
@@ -241,6 +242,9 @@ class _Stats:
         if len(self._keys) <= 1:
             return
         keys = np.concatenate(self._keys)
+        if not keys.size:
+            self._keys, self._counts = [], []
+            return
         order = np.argsort(keys, kind="stable")
         keys, counts = keys[order], np.concatenate(self._counts).astype(np.int64)[order]
         first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
@@ -480,7 +484,7 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
         add = functools.partial(_add_chunk, options=options)
     new = functools.partial(_Stats, nch, nbins)
     tables = []
-    processes = min(options.n_processes, len(prep.chunks))
+    processes = workers_for(options.n_processes, prep.chunks)
     if processes > 1 and reads._kernel is not None and not options.scale_regions:
         # each worker counts into its own table in shared memory: nothing to send back
         tables = [_shared_zeros(_Stats.table_shape(nch, nbins), np.int32)

@@ -154,6 +154,17 @@ def test_bam_checks_name_the_problem_with_either_reader(tmp_path, monkeypatch, r
             reads.open_bam(path)
 
 
+def test_bam_paths_need_not_be_utf8(tmp_path):
+    """A file name that is not UTF-8 (the bytes a Latin-1 shell made) reaches htslib as
+    the same bytes."""
+    raw = os.fsencode(str(tmp_path)) + b"/caf\xe9.bam"
+    shutil.copy(SE_CHIP, raw)
+    shutil.copy(str(SE_CHIP) + ".bai", raw + b".bai")
+    path = os.fsdecode(raw)
+    got = bamcover.profile(SUMMITS, path, bin_size=10)
+    pd.testing.assert_frame_equal(got, bamcover.profile(SUMMITS, str(SE_CHIP), bin_size=10))
+
+
 def test_missing_index_is_built(tmp_path):
     bam = tmp_path / "x.bam"
     shutil.copy(SE_CHIP, bam)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import threading
 import time
@@ -55,21 +56,37 @@ def test_fold_brings_back_large_states(monkeypatch, tmp_path, full):
 
     monkeypatch.setattr(executors, "_SPILL_DIR", str(tmp_path))
     if full:
-        def no_room(path, mode="r", *args, **kwargs):
-            if "w" in mode:
-                raise OSError(28, "No space left on device", path)
-            return open(path, mode, *args, **kwargs)
-        monkeypatch.setattr(executors, "open", no_room, raising=False)
+        class NoRoom:                   # the file is made, then its write fails
+            def __init__(self, path, mode="r"):
+                self.f = open(path, mode)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.f.close()
+
+            def write(self, data):
+                raise OSError(28, "No space left on device")
+
+            def read(self):
+                return self.f.read()
+
+        monkeypatch.setattr(executors, "open", NoRoom, raising=False)
     spilled = []
     load = executors._Spilled.load
     monkeypatch.setattr(executors._Spilled, "load",
                         lambda self: spilled.append(self.path) or load(self))
-    states = fold_local(list, _big, [1, 2, 3, 4], 2)
+    with monkeypatch.context() as m:          # keep the directory to look into it
+        m.setattr(shutil, "rmtree", lambda *a, **k: None)
+        states = fold_local(list, _big, [1, 2, 3, 4], 2)
     assert sorted(int(a[0]) for s in states for a in s) == [1, 2, 3, 4]
     assert all((a == a[0]).all() and a.size == 300_000 for s in states for a in s)
     assert len(spilled) == (0 if full else sum(1 for s in states if s)) and (full or spilled)
     assert all(p.startswith(str(tmp_path)) for p in spilled)
-    assert list(tmp_path.iterdir()) == []
+    # each file went once read (or once its write failed)
+    assert [f for d in tmp_path.iterdir() for f in d.iterdir()] == []
+    shutil.rmtree(next(tmp_path.iterdir()))
     with pytest.raises(BamcoverError, match="chunk 13 is bad"):
         fold_local(list, _big, [1, 2, 13, 3], 2)
     assert list(tmp_path.iterdir()) == []
@@ -144,3 +161,16 @@ def test_workers_know_their_number(processes):
         assert got == [None] * 40 and worker_index() is None
     else:
         assert set(got) <= set(range(processes)) and len(set(got)) > 1
+
+
+def test_fold_without_a_spill_directory(monkeypatch):
+    """No temporary directory at all (no inodes, no writable place) only loses the
+    shortcut: large states come back through the queue."""
+    import tempfile
+
+    def no_dir(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_dir)
+    states = fold_local(list, _big, [1, 2, 3], 2)
+    assert sorted(int(a[0]) for s in states for a in s) == [1, 2, 3]

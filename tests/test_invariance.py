@@ -128,11 +128,13 @@ def test_histogram_statistics_equal_brute_force(monkeypatch):
     valid = rng.random((400, 9)) > 0.2
     valid[:, 2] = False                       # one empty
     values = values.astype(np.int32)
-    parts = [_Stats(2, 9) for _ in range(3)]
+    lent = np.zeros(_Stats.table_shape(2, 9), np.int32)      # a worker's shared table
+    parts = [_Stats(2, 9, lent), _Stats(2, 9), _Stats(2, 9)]
     for i, (a, b) in enumerate(((0, 50), (50, 51), (51, 260), (260, 400))):
         parts[min(i, 2)].add(values[a:b], valid[a:b])
     total = _Stats(2, 9)
-    total.merge(pickle.loads(pickle.dumps(parts[0])))
+    total.merge(pickle.loads(pickle.dumps(parts[0])))       # without its table...
+    total.add_table(lent)                                   # ...which comes on its own
     total.merge(parts[1])
     total.merge(_Stats.from_arrays(parts[2].to_arrays()))
     cols = total.columns(range(9), ["sense", "anti"], 1.0)
@@ -146,6 +148,29 @@ def test_histogram_statistics_equal_brute_force(monkeypatch):
             assert cols[f"{name}_median"][k] == np.median(v)
             assert cols[f"{name}_mean"][k] == v.sum() / len(v)
             np.testing.assert_allclose(cols[f"{name}_std"][k], v.std(ddof=1), rtol=1e-12)
+    # an empty accumulator, read and then sent on, stays empty
+    empty = _Stats.from_arrays(_Stats(2, 9).to_arrays())
+    assert (empty.columns(range(9), ["sense", "anti"], 1.0)["sense_n"] == 0).all()
+    assert empty.to_arrays()["stats_keys"].size == 0
+
+
+def test_kernel_refuses_tables_and_rooms_too_small():
+    """The histogram kernels write without bounds checks: sizes are checked once per call."""
+    if reads._kernel is None:
+        pytest.skip("needs the compiled kernel")
+    values = np.ones((3, 2, 5), np.int32)
+    valid = np.ones((3, 5), np.uint8)
+    with pytest.raises(ValueError, match="room"):
+        reads._kernel.accumulate(values, valid, np.zeros((4, 10), np.int32),
+                                 np.empty(29, np.int64))
+    with pytest.raises(ValueError, match="cell per channel"):
+        reads._kernel.accumulate(values, valid, np.zeros((4, 5), np.int32),
+                                 np.empty(30, np.int64))
+    cov = np.ones(100, np.uint32)
+    with pytest.raises(ValueError, match="room"):
+        reads._kernel.window_hist(cov, cov, np.array([0, 10]), np.zeros(2, np.int64),
+                                  np.zeros(2, np.uint8), np.zeros(2, np.uint8), 1, 5, 100,
+                                  np.zeros((4, 10), np.int32), np.empty(19, np.int64))
 
 
 @pytest.mark.parametrize("with_matrix", [False, True])
