@@ -283,6 +283,27 @@ class _Stats:
 
         return per_cell(counts), per_cell(counts * value), per_cell(counts * value * value)
 
+    def _exact_sumsq(self, n: np.ndarray, sumsq: np.ndarray) -> np.ndarray:
+        """``sumsq`` (int64, per cell), with the cells whose sum of squares may exceed
+        int64 (n × largest value² ≥ 2⁶²: bin sums near 2³¹, or a tall table for few
+        cells) summed again in Python integers: an object array then."""
+        value, counts, first = self._sorted()
+        top = np.full(n.size, max(self._dense.shape[0] - 1, 0), np.float64)
+        has = np.flatnonzero(first[1:] > first[:-1])
+        top[has] = np.maximum(top[has], value[first[1:][has] - 1])   # keys sorted by value
+        risky = np.flatnonzero(n.ravel() * top * top >= 2.0 ** 62)
+        if not risky.size:
+            return sumsq
+        exact = sumsq.ravel().astype(object)
+        for c in risky.tolist():
+            rows = np.flatnonzero(self._dense[:, c])
+            exact[c] = sum(int(x) * v * v for x, v in zip(self._dense[rows, c].tolist(),
+                                                          rows.tolist(), strict=True)) + \
+                sum(int(x) * v * v for x, v in zip(counts[first[c]:first[c + 1]].tolist(),
+                                                   value[first[c]:first[c + 1]].tolist(),
+                                                   strict=True))
+        return exact.reshape(sumsq.shape)
+
     def ranked(self, cells: np.ndarray, ranks: np.ndarray) -> np.ndarray:
         """The sparse value of rank ``ranks`` (from 0, in increasing order) in each of
         ``cells`` (flat cell numbers)."""
@@ -307,6 +328,7 @@ class _Stats:
             mid[cells] = self.ranked(cells, rank[cells] - n[cells])
         n, total, sumsq = ((a + b).reshape(self.shape) for a, b in
                            ((n, sparse_n), (total, sparse_sum), (sumsq, sparse_sq)))
+        sumsq = self._exact_sumsq(n, sumsq)
         median = np.where(n > 0, (lo.reshape(self.shape).astype(np.float64)
                                   + hi.reshape(self.shape)) / 2, np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):

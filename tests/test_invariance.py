@@ -221,3 +221,26 @@ def test_dense_histogram_statistics_equal_brute_force():
         for got, rank in ((lo2[c], (len(s) - 1) // 2), (hi2[c], len(s) // 2)):
             assert got == (s[rank] if 0 <= rank < n[c] else -1)
     assert lo2[0] == hi2[0] == -1             # its one value lies above the table
+
+
+def test_sums_of_squares_of_huge_bin_sums_stay_exact():
+    """Bin sums near 2^31 (wide bins over deep coverage) have squares near 2^62: their sum
+    over a few regions leaves int64, and the std must still be the exact one."""
+    from bamcover.profiles import _Stats
+
+    rng = np.random.default_rng(9)
+    values = np.zeros((50, 1, 3), np.int32)
+    values[:, 0, 0] = rng.integers(2**30, 2**31 - 1, 50)     # sparse keys, squares ~2^61
+    values[:, 0, 1] = rng.integers(0, 40, 50)                 # the dense table
+    values[:, 0, 2] = rng.integers(0, 40, 50)
+    values[::2, 0, 2] += 2**30                                # both, in one cell
+    valid = np.ones((50, 3), bool)
+    stats = _Stats(1, 3)
+    stats.add(values, valid)
+    cols = stats.columns(range(3), ["all"], 1.0)
+    for k in range(3):
+        v = [int(x) for x in values[:, 0, k]]
+        n, s, q = len(v), sum(v), sum(x * x for x in v)
+        assert cols["all_std"][k] == np.sqrt((n * q - s * s) / (n * (n - 1)))
+        np.testing.assert_allclose(cols["all_std"][k], np.std(v, ddof=1), rtol=1e-9)
+        assert cols["all_mean"][k] == s / n and cols["all_median"][k] == np.median(v)
