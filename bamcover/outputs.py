@@ -124,11 +124,9 @@ def _write_columns_text(columns: Mapping[str, np.ndarray], path: str | os.PathLi
     stdout. Returns False, writing nothing, for parquet or any other column."""
     path = "-" if path is None else os.fspath(path)
     names = [str(c) for c in columns]
-    sep = "," if path.removesuffix(".gz").endswith(".csv") else "\t"
-    special = re.compile(f'[{re.escape(sep)}"\n\r]')
+    sep = _separator(path)
     values = [np.asarray(v) for v in columns.values()]
-    if path.endswith(".parquet") or len(set(names)) != len(names) or \
-            any(special.search(n) for n in names) or \
+    if path.endswith(".parquet") or not _plain_names(names, _quoted(sep)) or \
             not all(v.ndim == 1 and (v.dtype.kind in "iu" or v.dtype == np.float64)
                     for v in values):
         return False

@@ -184,3 +184,15 @@ def test_parquet_is_the_table_pandas_writes(tmp_path, case):
     back = pd.read_parquet(tmp_path / "ours.parquet")
     assert back.attrs == df.attrs
     pd.testing.assert_frame_equal(back, pd.read_parquet(tmp_path / "pandas.parquet"))
+
+
+def test_parquet_with_duplicate_names_fails_as_pandas_does(tmp_path):
+    """Duplicate column names take pandas' own path, so the error is pandas' and nothing
+    is left behind."""
+    df = pd.DataFrame([[1.0, 2.0]], columns=["a", "a"])
+    with pytest.raises(ValueError) as theirs:
+        df.to_parquet(tmp_path / "pandas.parquet", index=False)
+    with pytest.raises(ValueError) as ours:
+        write_table(df, tmp_path / "ours.parquet")
+    assert str(ours.value) == str(theirs.value)
+    assert not any(p.name.startswith((".ours", "ours")) for p in tmp_path.iterdir())
