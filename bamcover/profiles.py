@@ -272,29 +272,29 @@ class _Stats:
             self._dense[value[fits], keys[fits] >> 32] += counts[fits].astype(np.int32)
             self._keys, self._counts = [keys[~fits]], [counts[~fits]]
 
-    def moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per cell of the sparse keys: number of values, their sum and their sum of
-        squares (exact int64)."""
-        value, counts, first = self._sorted()
+    def _moments(self, keys) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per cell of the sorted sparse ``keys`` (:meth:`_sorted`): number of values,
+        their sum and their sum of squares (int64)."""
+        value, counts, first = keys
 
         def per_cell(x):
             cum = np.concatenate([[0], np.cumsum(x, dtype=np.int64)])
-            return (cum[first[1:]] - cum[first[:-1]]).reshape(self.shape)
+            return cum[first[1:]] - cum[first[:-1]]
 
         return per_cell(counts), per_cell(counts * value), per_cell(counts * value * value)
 
-    def _exact_sumsq(self, n: np.ndarray, sumsq: np.ndarray) -> np.ndarray:
+    def _exact_sumsq(self, keys, n: np.ndarray, sumsq: np.ndarray) -> np.ndarray:
         """``sumsq`` (int64, per cell), with the cells whose sum of squares may exceed
         int64 (n × largest value² ≥ 2⁶²: bin sums near 2³¹, or a tall table for few
         cells) summed again in Python integers: an object array then."""
-        value, counts, first = self._sorted()
+        value, counts, first = keys
         top = np.full(n.size, max(self._dense.shape[0] - 1, 0), np.float64)
         has = np.flatnonzero(first[1:] > first[:-1])
         top[has] = np.maximum(top[has], value[first[1:][has] - 1])   # keys sorted by value
-        risky = np.flatnonzero(n.ravel() * top * top >= 2.0 ** 62)
+        risky = np.flatnonzero(n * top * top >= 2.0 ** 62)
         if not risky.size:
             return sumsq
-        exact = sumsq.ravel().astype(object)
+        exact = sumsq.astype(object)
         for c in risky.tolist():
             rows = np.flatnonzero(self._dense[:, c])
             exact[c] = sum(int(x) * v * v for x, v in zip(self._dense[rows, c].tolist(),
@@ -302,35 +302,38 @@ class _Stats:
                 sum(int(x) * v * v for x, v in zip(counts[first[c]:first[c + 1]].tolist(),
                                                    value[first[c]:first[c + 1]].tolist(),
                                                    strict=True))
-        return exact.reshape(sumsq.shape)
+        return exact
 
-    def ranked(self, cells: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _ranked(keys, cells: np.ndarray, ranks: np.ndarray) -> np.ndarray:
         """The sparse value of rank ``ranks`` (from 0, in increasing order) in each of
-        ``cells`` (flat cell numbers)."""
-        value, counts, first = self._sorted()
+        ``cells`` (flat cell numbers) of the sorted ``keys``."""
+        value, counts, first = keys
         cum = np.cumsum(counts)
         before = np.where(first[cells] > 0, cum[first[cells] - 1], 0)
         return value[np.searchsorted(cum, before + ranks, side="right")]
 
     def columns(self, offsets: Sequence[int], channels: Sequence[str], factor: float
                 ) -> dict[str, np.ndarray]:
+        ncells = self.shape[0] * self.shape[1]
         if self._dense is None:
-            self._dense = np.zeros((0, self.shape[0] * self.shape[1]), np.int32)
+            self._dense = np.zeros((0, ncells), np.int32)
         self._settle()
-        sparse_n, sparse_sum, sparse_sq = (a.ravel() for a in self.moments())
-        if reads._kernel is not None:
+        keys = self._sorted()
+        sparse_n, sparse_sum, sparse_sq = self._moments(keys)
+        if self._dense.shape[0]:
             n, total, sumsq, lo, hi = reads._kernel.dense_stats(self._dense, sparse_n)
-        else:
-            n, total, sumsq, lo, hi = _dense_stats(self._dense, sparse_n)
+        else:       # no table (always so without the kernel): every value is a key
+            n, total, sumsq = (np.zeros(ncells, np.int64) for _ in range(3))
+            lo, hi = np.full(ncells, -1, np.int64), np.full(ncells, -1, np.int64)
         # the middle values beyond the dense table are sparse ones
         for mid, rank in ((lo, (n + sparse_n - 1) // 2), (hi, (n + sparse_n) // 2)):
             cells = np.flatnonzero((mid < 0) & (n + sparse_n > 0))
-            mid[cells] = self.ranked(cells, rank[cells] - n[cells])
-        n, total, sumsq = ((a + b).reshape(self.shape) for a, b in
-                           ((n, sparse_n), (total, sparse_sum), (sumsq, sparse_sq)))
-        sumsq = self._exact_sumsq(n, sumsq)
-        median = np.where(n > 0, (lo.reshape(self.shape).astype(np.float64)
-                                  + hi.reshape(self.shape)) / 2, np.nan)
+            mid[cells] = self._ranked(keys, cells, rank[cells] - n[cells])
+        n, total = n + sparse_n, total + sparse_sum
+        sumsq = self._exact_sumsq(keys, n, sumsq + sparse_sq)
+        n, total, sumsq, lo, hi = (a.reshape(self.shape) for a in (n, total, sumsq, lo, hi))
+        median = np.where(n > 0, (lo.astype(np.float64) + hi) / 2, np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / n
             var = np.full(self.shape, np.nan)
@@ -340,22 +343,6 @@ class _Stats:
             std = np.sqrt(var)
             sem = std / np.sqrt(n)
         return _profile_columns(mean, median, std, sem, n, offsets, channels, factor)
-
-
-def _dense_stats(hist: np.ndarray, above: np.ndarray):
-    """numpy twin of the kernel's ``dense_stats`` (used without the compiled kernel)."""
-    value = np.arange(hist.shape[0], dtype=np.int64)[:, None]
-    h = hist.astype(np.int64)
-    n = h.sum(axis=0)
-    total, sumsq = (h * value).sum(axis=0), (h * value * value).sum(axis=0)
-    cum = np.cumsum(h, axis=0)
-    everything = n + above
-
-    def at(rank):
-        idx = (cum <= rank[None]).sum(axis=0)
-        return np.where(idx < hist.shape[0], idx, -1)
-
-    return n, total, sumsq, at((everything - 1) // 2), at(everything // 2)
 
 
 def _dense_keys(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
