@@ -179,7 +179,7 @@ def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence
                 raise value
             if kind == "end":
                 ended += 1
-                value = value.load() if isinstance(value, _Spilled) else value
+                value = value.load()
             yield kind, value
         for w in workers:
             w.join()
@@ -197,29 +197,30 @@ _SPILL_DIR = "/dev/shm"
 _SPILL_BYTES = 1 << 20
 
 
-class _Spilled:
-    """A worker's pickled result left in a file. A queue's pipe reads a 16 MB message at
-    ~170 MB/s (CPython reads it 64 KB at a time, allocating the whole size for each read);
-    a file is written and read back in ~10 ms."""
+class _Packed:
+    """A worker's final result, pickled once in the worker: the bytes travel in the queue
+    message when they are small, else through a file (``path``). A queue's pipe reads a
+    16 MB message at ~170 MB/s (CPython reads it 64 KB at a time, allocating the whole
+    size for each read); a file is written and read back in ~10 ms."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, data: bytes | None = None, path: str | None = None):
+        self.data, self.path = data, path
 
     def load(self) -> Any:
+        if self.path is None:
+            return pickle.loads(self.data)
         with open(self.path, "rb") as f:
             value = pickle.loads(f.read())
         os.unlink(self.path)
         return value
 
 
-def _spilled(value: Any, directory: str | None) -> Any:
-    """``value``, or a :class:`_Spilled` of it when it is large and the file can be
-    written (no, a full or a missing directory: the queue takes it as it is)."""
-    if directory is None:
-        return value
+def _pack(value: Any, directory: str | None) -> _Packed:
+    """``value`` pickled; large ones left in a file in ``directory`` when it can be written
+    (none, a full or a missing directory: the bytes take the queue)."""
     data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    if len(data) < _SPILL_BYTES:
-        return value
+    if directory is None or len(data) < _SPILL_BYTES:
+        return _Packed(data=data)
     path = os.path.join(directory, f"{os.getpid()}.state")
     try:
         with open(path, "wb") as f:
@@ -227,8 +228,8 @@ def _spilled(value: Any, directory: str | None) -> Any:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(path)
-        return value
-    return _Spilled(path)
+        return _Packed(data=data)
+    return _Packed(path=path)
 
 
 _WORKER: int | None = None
@@ -254,7 +255,7 @@ def _worker(start, items, todo, done, spill, index) -> None:
         work, finish = start()
         while (i := todo.get()) is not None:
             done.put(("item", (i, work(items[i]))))
-        done.put(("end", _spilled(finish(), spill)))
+        done.put(("end", _pack(finish(), spill)))
     except BaseException as exc:  # noqa: BLE001 - the parent re-raises it
         try:
             pickle.dumps(exc)

@@ -74,9 +74,9 @@ def test_fold_brings_back_large_states(monkeypatch, tmp_path, full):
 
         monkeypatch.setattr(executors, "open", NoRoom, raising=False)
     spilled = []
-    load = executors._Spilled.load
-    monkeypatch.setattr(executors._Spilled, "load",
-                        lambda self: spilled.append(self.path) or load(self))
+    load = executors._Packed.load
+    monkeypatch.setattr(executors._Packed, "load",
+                        lambda self: (self.path and spilled.append(self.path)) or load(self))
     with monkeypatch.context() as m:          # keep the directory to look into it
         m.setattr(shutil, "rmtree", lambda *a, **k: None)
         states = fold_local(list, _big, [1, 2, 3, 4], 2)
