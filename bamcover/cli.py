@@ -454,9 +454,9 @@ task_argument = click.argument("task")
 @handle_errors
 def tasks_cmd(workdir):
     """List tasks with the number of chunks in each state."""
-    rows = []
     from .tasks import list_tasks
 
+    rows = []
     for task in list_tasks(workdir):
         counts = task.status()["state"].value_counts()
         rows.append({"task": task.id, "kind": task.manifest["meta"].get("kind", "function"),

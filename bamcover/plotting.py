@@ -81,6 +81,12 @@ def _unit_label(units: str | None) -> str | None:
     return units if units in ("reads", "CPM") else None
 
 
+def _per_base(body: int | None, bin_size: int) -> int:
+    """What a bin's value is divided by for per-base coverage: its bases, for the sums of
+    reference-point data; 1 for scale-regions bins, which already hold per-base means."""
+    return 1 if body else bin_size
+
+
 def _marks(body: int | None, ref: str) -> list[tuple[int, str]]:
     """Offsets marked on the x axis: the reference point, or a scaled body's two ends."""
     return [(0, "start"), (body, "end")] if body else [(0, ref)]
@@ -251,7 +257,7 @@ def profile(data, *, ax: Axes | None = None, band: str | None = "sem", n_boot: i
         colour = _COLOURS[i % len(_COLOURS)]
         part = prof[(prof["sample"].astype(str) == smp) & (prof["group"].astype(str) == grp)]
         size = sizes[(smp, grp)]
-        per_base = 1 if body else size      # scale-regions bins are already per-base means
+        per_base = _per_base(body, size)
         for ch, rows in part.groupby("channel", sort=False):
             rows = rows.sort_values("offset")
             x = (rows["offset"].to_numpy(np.float64) + (size - 1) / 2) / div
@@ -336,7 +342,7 @@ def row_order(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
         parts_g = [cubes[(s, g)] for s in using]
         sums = np.concatenate([c.values.reshape(len(c.regions), -1) for c in parts_g], axis=1)
         sizes = np.concatenate([np.full(c.values.shape[1] * c.values.shape[2],
-                                        1 if body else c.bin_size, dtype=np.float64)
+                                        _per_base(body, c.bin_size), dtype=np.float64)
                                 for c in parts_g])
         feats = sums / sizes
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -414,7 +420,7 @@ def heatmap(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
         for g in groups:
             c = cubes[(s, g)]
             idx = order.loc[order["group"] == g, "region"].to_numpy()
-            rows.append(c.values[idx, c.channels.index(ch), :] / (1 if body else c.bin_size))
+            rows.append(c.values[idx, c.channels.index(ch), :] / _per_base(body, c.bin_size))
         images.append(np.concatenate(rows, axis=0))
     blocks = [(b, int((order["block"] == b).sum())) for b in dict.fromkeys(order["block"])]
     bounds = np.cumsum([0] + [n for _, n in blocks])
