@@ -308,3 +308,25 @@ def _reference_point_profile(tmp_path):
     path = tmp_path / "ref.tsv"
     write_table(bamcover.profile(SUMMITS, SE_CHIP, **WINDOW), path, index=True)
     return path
+
+
+def test_collected_tables_name_their_body_in_task_options(tmp_path):
+    """Outputs collected from a cluster task record the run's options as ``task_options``
+    in their provenance: a TSV profile read back from there is still scale-regions; one
+    whose record says reference-point, or that has none, carries no body length."""
+    import json
+    import shutil
+
+    res = bamcover.profiles.compute(SUMMITS, str(SE_CHIP), **SCALED)
+    src = tmp_path / "local.tsv"
+    write_table(res.columns, src)
+    for name, record, want in (
+            ("collected", {"options": {}, "task_options": {"scale_regions": True,
+                                                           "body_length": 1000}}, 1000),
+            ("refpoint", {"options": {}, "task_options": {"scale_regions": False}}, None),
+            ("bare", None, None)):
+        path = tmp_path / f"{name}.tsv"
+        shutil.copy(src, path)
+        if record is not None:
+            (tmp_path / f"{name}.tsv.provenance.json").write_text(json.dumps(record))
+        assert formats.load(path).profile.attrs.get("body_length") == want
