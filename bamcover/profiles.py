@@ -8,6 +8,7 @@ values are float means: their statistics come from the assembled matrix in input
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import mmap
 import os
@@ -510,8 +511,9 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
 
 
 def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
-           options: Options, with_matrix: bool) -> Result:
-    """Turn the counts of all rows into the profile and matrix tables."""
+           options: Options, with_matrix: bool, release: bool = False) -> Result:
+    """Turn the counts of all rows into the profile and matrix tables. ``release``: the
+    counts are not used again; their shared memory is freed as the matrix is built."""
     factor, size = _factor(bam, options)
     mat = None
     if with_matrix or options.scale_regions:
@@ -528,7 +530,7 @@ def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
         prof = counts.stats.columns(options.offsets, options.channels, factor)
     scaled = {"body_length": options.body_length} if options.scale_regions else {}
     if with_matrix:
-        mat = _matrix_frame(regions, status, values, valid, options, factor)
+        mat = _matrix_frame(regions, status, values, valid, options, factor, release)
         mat.attrs.update(units=units(options), **scaled)
     attrs = {"bam": bam.path, "normalize": options.normalize, "library_size": size,
              "units": units(options), **scaled}
@@ -546,24 +548,26 @@ def compute(regions, bam, options: Options | None = None, *, with_matrix: bool =
     prep = _prepare(regions, bam, options)
     rows = np.arange(len(prep.starts))
     counts = count_windows(prep, options, rows, with_matrix, progress)
-    return finish(prep.regions, prep.bam, prep.status, counts, options, with_matrix)
+    return finish(prep.regions, prep.bam, prep.status, counts, options, with_matrix,
+                  release=True)
 
 
-def _matrix_frame(regions, status, values, valid, options, factor) -> pd.DataFrame:
+def _matrix_frame(regions, status, values, valid, options, factor,
+                  release: bool = False) -> pd.DataFrame:
     """The matrix as a float DataFrame, NaN where a bin is off the chromosome. Built column
     by column in one conversion, in the layout pandas keeps (each bin's column contiguous),
-    so neither pandas nor Arrow (parquet) copies it again."""
+    so neither pandas nor Arrow (parquet) copies it again. With ``release`` (``values`` are
+    this run's own shared counts, not needed after), the counts of each converted block go
+    back to the system, so the counts and the frame are never both held whole."""
     nch, nbins = values.shape[1], values.shape[2]
     flat = values.reshape(-1, nbins)
     counts = options.normalize == "none" and options.scale_factor == 1
     # whole counts below 2^24 are exact in float32; anything else is float64
     small = counts and not options.scale_regions and not (values.size and values.max() >= 2 ** 24)
-    columns = np.empty((nbins, len(flat)), np.float32 if small else np.float64)
+    columns = _private((nbins, len(flat)), np.float32 if small else np.float64)
     data = columns.T
     if reads._kernel is not None:
-        reads._kernel.matrix_columns(np.ascontiguousarray(flat),
-                                     np.ascontiguousarray(valid).view(np.uint8), nch, factor,
-                                     not counts, columns)
+        _convert(values, valid, factor, not counts, columns, options.n_processes, release)
     else:
         if counts:
             data[...] = flat
@@ -573,6 +577,79 @@ def _matrix_frame(regions, status, values, valid, options, factor) -> pd.DataFra
     index = matrix_index(regions, np.asarray(status), options.channels)
     return pd.DataFrame(data, index=index, columns=pd.Index(options.offsets, name="offset"),
                         copy=False)
+
+
+def _private(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An array in its own anonymous mapping, paged in 4 KB as it is written. (numpy asks
+    for huge pages for large arrays: the first block's writes, one in every column, would
+    then page in the whole matrix while all the counts are still held.)"""
+    count = int(np.prod(shape))
+    buf = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1), flags=mmap.MAP_PRIVATE)
+    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
+
+
+# Counts converted per step into the matrix frame: a few MB, so each step's counts can be
+# handed back to the system while the rest are converted.
+_BLOCK_BYTES = 8 << 20
+
+
+def _convert(values: np.ndarray, valid: np.ndarray, factor: float, scale: bool,
+             columns: np.ndarray, threads: int, release: bool) -> None:
+    """``columns`` (bins × region-channel rows) from ``values`` (regions × channels × bins)
+    with the kernel, in blocks of regions on ``threads`` threads (the kernel runs without
+    the GIL). ``release``: where ``values`` and ``valid`` are shared mappings (see
+    :func:`_shared_zeros`), each block's whole pages of them are removed once converted."""
+    nreg, nch, nbins = values.shape
+    flat = np.ascontiguousarray(values.reshape(-1, nbins))
+    ok = np.ascontiguousarray(valid).view(np.uint8)
+    row_bytes = nch * nbins * flat.itemsize
+    per = max(64, _BLOCK_BYTES // max(row_bytes, 1))
+    starts = range(0, nreg, per)
+    shared = [(m, size) for m, size in ((_mapping(values), row_bytes), (_mapping(valid), nbins))
+              if release and m is not None]
+
+    def block(r0: int) -> None:
+        r1 = min(r0 + per, nreg)
+        reads._kernel.matrix_columns(flat[r0 * nch:r1 * nch], ok[r0:r1], nch, factor, scale,
+                                     columns, r0 * nch)
+        for mapping, size in shared:     # only pages wholly inside this block's rows
+            _discard(mapping, r0 * size, r1 * size)
+
+    threads = max(1, min(threads, len(starts)))
+    if threads == 1:
+        for r0 in starts:
+            block(r0)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(block, starts):
+            pass
+
+
+def _mapping(values: np.ndarray) -> mmap.mmap | None:
+    """The shared mapping ``values`` views from its first byte (see :func:`_shared_zeros`),
+    or None."""
+    base = values
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+    if base is None or len(base) < values.nbytes or not values.flags.c_contiguous:
+        return None
+    if np.frombuffer(base, np.uint8, count=1).ctypes.data != values.ctypes.data:
+        return None
+    return base
+
+
+def _discard(shared: mmap.mmap, start: int, stop: int) -> None:
+    """Return the whole pages of ``shared[start:stop]`` to the system (they read as zeros
+    after): shared memory is only freed by MADV_REMOVE, not by MADV_DONTNEED."""
+    page = mmap.PAGESIZE
+    first, last = -(-start // page) * page, stop // page * page
+    advice = getattr(mmap, "MADV_REMOVE", None)
+    if advice is None or last <= first:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        shared.madvise(advice, first, last - first)
 
 
 def matrix_index(regions, status: np.ndarray, channels: Sequence[str]) -> pd.MultiIndex:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -82,6 +84,41 @@ def test_matrix_frame_kernel_equals_numpy(monkeypatch, case):
         (np.float32 if case == "counts" else np.float64)
     assert fast.to_numpy().tobytes() == slow.to_numpy().tobytes()
     assert np.isnan(fast.to_numpy()).sum() == 2 * (~valid).sum()
+
+
+@pytest.mark.parametrize("normalize", ["none", "cpm"])
+def test_matrix_frame_in_blocks_returns_the_counts_memory(monkeypatch, normalize):
+    """Built from this run's shared counts, the frame is converted in blocks of regions on
+    two threads, each block's pages of the counts handed back as it goes: the same bits
+    as numpy's one-piece copy, and afterwards the shared counts are (nearly) all zeros."""
+    opts = bamcover.Options(upstream=1000, downstream=1000, bin_size=5, strand_wise=True,
+                            normalize=normalize, processes=2)
+    regs = read_regions(STRANDED)
+    status = pd.Series(["ok"] * len(regs))
+    rng = np.random.default_rng(5)
+    shape = (len(regs), 2, opts.n_bins)
+    values = bamcover.profiles._shared_zeros(shape, np.int32)
+    values[...] = rng.integers(1, 500, size=shape)
+    valid = bamcover.profiles._shared_zeros((len(regs), opts.n_bins), bool)
+    valid[...] = rng.random(valid.shape) > 0.1
+    kept_values, kept_valid = values.copy(), valid.copy()
+    row_bytes = 2 * opts.n_bins * 4
+    monkeypatch.setattr(bamcover.profiles, "_BLOCK_BYTES", 64 * row_bytes)   # 12 blocks
+    freed = []
+    discard = bamcover.profiles._discard
+    monkeypatch.setattr(bamcover.profiles, "_discard",
+                        lambda m, a, b: (freed.append((a, b)), discard(m, a, b)))
+    fast = bamcover.profiles._matrix_frame(regs, status, values, valid, opts, 0.37,
+                                           release=True)
+    monkeypatch.setattr(reads, "_kernel", None)
+    slow = bamcover.profiles._matrix_frame(regs, status, kept_values, kept_valid, opts, 0.37)
+    assert fast.to_numpy().tobytes() == slow.to_numpy().tobytes()
+    assert len(freed) == 2 * -(-len(regs) // 64)
+    # a page that straddles two blocks stays: at most one per block boundary
+    page = mmap.PAGESIZE
+    assert np.count_nonzero(values) * 4 <= len(freed) / 2 * page
+    assert np.count_nonzero(valid) <= len(freed) / 2 * page
+    assert np.count_nonzero(kept_values) == kept_values.size
 
 
 @pytest.mark.parametrize("extra", [{}, {"bin_size": 1, "strand_wise": False},
