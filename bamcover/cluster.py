@@ -149,11 +149,11 @@ def collect(task: Task, permissive: bool = False, progress: bool = False) -> Any
     rows = np.concatenate([p.rows for p in parts])
     order = np.argsort(rows)
     with_matrix = meta["with_matrix"]
-    values = valid = None
+    values = invalid = None
     if with_matrix or options.scale_regions:      # scale-regions chunks always send values
         values = np.concatenate([p.values for p in parts])[order]
-        valid = np.concatenate([p.valid for p in parts])[order]
-    counts = Counts(stats, rows[order], values, valid, sum(p.reads for p in parts))
+        invalid = np.concatenate([p.invalid for p in parts])[order]
+    counts = Counts(stats, rows[order], values, invalid, sum(p.reads for p in parts))
     bam = open_bam(meta["bam"])
     result: Result = finish(regs, bam, status, counts, options.replace(processes=None),
                             with_matrix)

@@ -426,26 +426,27 @@ class Result:
 @dataclass
 class Counts:
     """Integer results for some rows: profile accumulators, and per-bin sums for
-    ``rows`` (sorted) when a matrix is wanted. Counts of disjoint row sets merge exactly.
+    ``rows`` (sorted) when a matrix is wanted, with ``invalid`` marking the bins that have
+    a base off the chromosome. Counts of disjoint row sets merge exactly.
     Scale-regions mode: ``values`` are always present, float64 per-bin means (exact per
     row, so they merge exactly too), and ``stats`` stays empty."""
 
     stats: _Stats
     rows: np.ndarray
     values: np.ndarray | None
-    valid: np.ndarray | None
+    invalid: np.ndarray | None
     reads: int
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {"rows": self.rows, "reads": np.array(self.reads), **self.stats.to_arrays()}
         if self.values is not None:
-            arrays.update(values=self.values, valid=self.valid)
+            arrays.update(values=self.values, invalid=self.invalid)
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays) -> Counts:
         return cls(_Stats.from_arrays(arrays), arrays["rows"], arrays.get("values"),
-                   arrays.get("valid"), int(arrays["reads"]))
+                   arrays.get("invalid"), int(arrays["reads"]))
 
 
 def _add_chunk(stats: _Stats, chunk, options: Options) -> None:
@@ -453,12 +454,17 @@ def _add_chunk(stats: _Stats, chunk, options: Options) -> None:
 
 
 def _add_rows(stats: _Stats, chunk, options: Options, rows: np.ndarray, values: np.ndarray,
-              valid: np.ndarray) -> None:
-    """Matrix runs: write the chunk's rows into the shared matrix and count them."""
+              invalid: np.ndarray) -> None:
+    """Matrix runs: write the chunk's rows into the shared matrix and count them. Only
+    rows with a bin off the chromosome touch the zeroed ``invalid`` mask, so its pages are
+    only made for them."""
     part = window_counts(chunk, options)
     at = np.searchsorted(rows, part.rows)
     values[at] = part.values
-    valid[at] = part.valid
+    off = part.valid == 0
+    some = off.any(axis=1)
+    if some.any():
+        invalid[at[some]] = off[some]
     if not options.scale_regions:
         stats.add(part.values, part.valid)
     stats.reads += part.reads
@@ -483,13 +489,17 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
     O(chunk) memory; with a matrix, workers also write their rows into it."""
     nch, nbins = len(options.channels), options.n_bins
     stats = _Stats(nch, nbins)
-    values = valid = None
+    values = invalid = None
     if with_matrix or options.scale_regions:
         values = _shared_zeros((len(rows), nch, nbins),
                                np.float64 if options.scale_regions else np.int32)
-        valid = _shared_zeros((len(rows), nbins), bool)
+        invalid = _shared_zeros((len(rows), nbins), bool)
+        counted = np.zeros(len(rows), bool)     # rows in no chunk have no bin on a chromosome
+        if prep.chunks:
+            counted[np.searchsorted(rows, np.concatenate([c.rows for c in prep.chunks]))] = True
+        invalid[~counted] = True
         add = functools.partial(_add_rows, options=options, rows=rows, values=values,
-                                valid=valid)
+                                invalid=invalid)
     else:
         add = functools.partial(_add_chunk, options=options)
     new = functools.partial(_Stats, nch, nbins)
@@ -507,7 +517,7 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
         stats.merge(part)
     for table in tables:
         stats.add_table(table)
-    return Counts(stats, rows, values, valid, stats.reads)
+    return Counts(stats, rows, values, invalid, stats.reads)
 
 
 def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
@@ -519,18 +529,18 @@ def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
     if with_matrix or options.scale_regions:
         nreg, nch, nbins = len(status), len(options.channels), options.n_bins
         if len(counts.rows) == nreg:
-            values, valid = counts.values, counts.valid
+            values, invalid = counts.values, counts.invalid
         else:
             values = np.zeros((nreg, nch, nbins), dtype=counts.values.dtype)
-            valid = np.zeros((nreg, nbins), dtype=bool)
-            values[counts.rows], valid[counts.rows] = counts.values, counts.valid
+            invalid = np.ones((nreg, nbins), dtype=bool)
+            values[counts.rows], invalid[counts.rows] = counts.values, counts.invalid
     if options.scale_regions:
-        prof = _matrix_stats(values, valid, options.offsets, options.channels, factor)
+        prof = _matrix_stats(values, ~invalid, options.offsets, options.channels, factor)
     else:
         prof = counts.stats.columns(options.offsets, options.channels, factor)
     scaled = {"body_length": options.body_length} if options.scale_regions else {}
     if with_matrix:
-        mat = _matrix_frame(regions, status, values, valid, options, factor, release)
+        mat = _matrix_frame(regions, status, values, invalid, options, factor, release)
         mat.attrs.update(units=units(options), **scaled)
     attrs = {"bam": bam.path, "normalize": options.normalize, "library_size": size,
              "units": units(options), **scaled}
@@ -552,9 +562,10 @@ def compute(regions, bam, options: Options | None = None, *, with_matrix: bool =
                   release=True)
 
 
-def _matrix_frame(regions, status, values, valid, options, factor,
+def _matrix_frame(regions, status, values, invalid, options, factor,
                   release: bool = False) -> pd.DataFrame:
-    """The matrix as a float DataFrame, NaN where a bin is off the chromosome. Built column
+    """The matrix as a float DataFrame, NaN where a bin is off the chromosome (``invalid``,
+    regions × bins). Built column
     by column in one conversion, in the layout pandas keeps (each bin's column contiguous),
     so neither pandas nor Arrow (parquet) copies it again. With ``release`` (``values`` are
     this run's own shared counts, not needed after), the counts of each converted block go
@@ -567,13 +578,13 @@ def _matrix_frame(regions, status, values, valid, options, factor,
     columns = _private((nbins, len(flat)), np.float32 if small else np.float64)
     data = columns.T
     if reads._kernel is not None:
-        _convert(values, valid, factor, not counts, columns, options.n_processes, release)
+        _convert(values, invalid, factor, not counts, columns, options.n_processes, release)
     else:
         if counts:
             data[...] = flat
         else:
             np.multiply(flat, factor, out=data)
-        data[~np.repeat(valid, nch, axis=0)] = np.nan
+        data[np.repeat(invalid, nch, axis=0)] = np.nan
     index = matrix_index(regions, np.asarray(status), options.channels)
     return pd.DataFrame(data, index=index, columns=pd.Index(options.offsets, name="offset"),
                         copy=False)
@@ -593,24 +604,25 @@ def _private(shape: tuple[int, ...], dtype) -> np.ndarray:
 _BLOCK_BYTES = 8 << 20
 
 
-def _convert(values: np.ndarray, valid: np.ndarray, factor: float, scale: bool,
+def _convert(values: np.ndarray, invalid: np.ndarray, factor: float, scale: bool,
              columns: np.ndarray, threads: int, release: bool) -> None:
     """``columns`` (bins × region-channel rows) from ``values`` (regions × channels × bins)
     with the kernel, in blocks of regions on ``threads`` threads (the kernel runs without
-    the GIL). ``release``: where ``values`` and ``valid`` are shared mappings (see
+    the GIL). ``release``: where ``values`` and ``invalid`` are shared mappings (see
     :func:`_shared_zeros`), each block's whole pages of them are removed once converted."""
     nreg, nch, nbins = values.shape
     flat = np.ascontiguousarray(values.reshape(-1, nbins))
-    ok = np.ascontiguousarray(valid).view(np.uint8)
     row_bytes = nch * nbins * flat.itemsize
     per = max(64, _BLOCK_BYTES // max(row_bytes, 1))
     starts = range(0, nreg, per)
-    shared = [(m, size) for m, size in ((_mapping(values), row_bytes), (_mapping(valid), nbins))
+    shared = [(m, size) for m, size in ((_mapping(values), row_bytes),
+                                        (_mapping(invalid), nbins))
               if release and m is not None]
 
     def block(r0: int) -> None:
         r1 = min(r0 + per, nreg)
-        reads._kernel.matrix_columns(flat[r0 * nch:r1 * nch], ok[r0:r1], nch, factor, scale,
+        ok = np.logical_not(invalid[r0:r1]).view(np.uint8)
+        reads._kernel.matrix_columns(flat[r0 * nch:r1 * nch], ok, nch, factor, scale,
                                      columns, r0 * nch)
         for mapping, size in shared:     # only pages wholly inside this block's rows
             _discard(mapping, r0 * size, r1 * size)

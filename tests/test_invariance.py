@@ -77,9 +77,9 @@ def test_matrix_frame_kernel_equals_numpy(monkeypatch, case):
     elif case == "scale-regions":
         values = values / 7
     valid = rng.random((len(regs), opts.n_bins)) > 0.1
-    fast = bamcover.profiles._matrix_frame(regs, status, values, valid, opts, 0.37)
+    fast = bamcover.profiles._matrix_frame(regs, status, values, ~valid, opts, 0.37)
     monkeypatch.setattr(reads, "_kernel", None)
-    slow = bamcover.profiles._matrix_frame(regs, status, values, valid, opts, 0.37)
+    slow = bamcover.profiles._matrix_frame(regs, status, values, ~valid, opts, 0.37)
     assert fast.dtypes.iloc[0] == slow.dtypes.iloc[0] == \
         (np.float32 if case == "counts" else np.float64)
     assert fast.to_numpy().tobytes() == slow.to_numpy().tobytes()
@@ -99,25 +99,26 @@ def test_matrix_frame_in_blocks_returns_the_counts_memory(monkeypatch, normalize
     shape = (len(regs), 2, opts.n_bins)
     values = bamcover.profiles._shared_zeros(shape, np.int32)
     values[...] = rng.integers(1, 500, size=shape)
-    valid = bamcover.profiles._shared_zeros((len(regs), opts.n_bins), bool)
-    valid[...] = rng.random(valid.shape) > 0.1
-    kept_values, kept_valid = values.copy(), valid.copy()
+    invalid = bamcover.profiles._shared_zeros((len(regs), opts.n_bins), bool)
+    invalid[...] = rng.random(invalid.shape) < 0.1
+    kept_values, kept_invalid = values.copy(), invalid.copy()
     row_bytes = 2 * opts.n_bins * 4
     monkeypatch.setattr(bamcover.profiles, "_BLOCK_BYTES", 64 * row_bytes)   # 12 blocks
     freed = []
     discard = bamcover.profiles._discard
     monkeypatch.setattr(bamcover.profiles, "_discard",
                         lambda m, a, b: (freed.append((a, b)), discard(m, a, b)))
-    fast = bamcover.profiles._matrix_frame(regs, status, values, valid, opts, 0.37,
+    fast = bamcover.profiles._matrix_frame(regs, status, values, invalid, opts, 0.37,
                                            release=True)
     monkeypatch.setattr(reads, "_kernel", None)
-    slow = bamcover.profiles._matrix_frame(regs, status, kept_values, kept_valid, opts, 0.37)
+    slow = bamcover.profiles._matrix_frame(regs, status, kept_values, kept_invalid, opts, 0.37)
     assert fast.to_numpy().tobytes() == slow.to_numpy().tobytes()
     assert len(freed) == 2 * -(-len(regs) // 64)
     # a page that straddles two blocks stays: at most one per block boundary
     page = mmap.PAGESIZE
     assert np.count_nonzero(values) * 4 <= len(freed) / 2 * page
-    assert np.count_nonzero(valid) <= len(freed) / 2 * page
+    assert np.count_nonzero(invalid) <= len(freed) / 2 * page
+    assert np.isnan(fast.to_numpy()).sum() == 2 * kept_invalid.sum() > 0
     assert np.count_nonzero(kept_values) == kept_values.size
 
 
