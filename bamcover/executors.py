@@ -4,7 +4,6 @@ chunks into one accumulator per worker process."""
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -142,8 +141,6 @@ def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence
     # imported here: a one-process run never needs them (12 ms of every start-up)
     import multiprocessing as mp
     import queue
-    import shutil
-    import tempfile
 
     ctx = mp.get_context("fork")       # workers inherit items and functions, nothing pickled
     todo, done = ctx.Queue(), ctx.Queue()
@@ -151,13 +148,8 @@ def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence
         todo.put(i)
     for _ in range(processes):
         todo.put(None)
-    try:
-        spill = tempfile.mkdtemp(prefix="bamcover-", dir=_SPILL_DIR if os.access(
-            _SPILL_DIR, os.W_OK) else None)
-    except OSError:                    # only a shortcut: results then all take the queue
-        spill = None
-    workers = [ctx.Process(target=_worker, args=(start, items, todo, done, spill, i),
-                           daemon=True) for i in range(processes)]
+    workers = [ctx.Process(target=_worker, args=(start, items, todo, done, i), daemon=True)
+               for i in range(processes)]
     try:
         for w in workers:
             w.start()
@@ -177,9 +169,7 @@ def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence
                 continue
             if kind == "error":
                 raise value
-            if kind == "end":
-                ended += 1
-                value = value.load()
+            ended += kind == "end"
             yield kind, value
         for w in workers:
             w.join()
@@ -188,48 +178,6 @@ def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence
             if w.pid is not None and w.is_alive():
                 w.terminate()
                 w.join()
-        if spill is not None:
-            shutil.rmtree(spill, ignore_errors=True)
-
-
-# Where workers leave their final states: memory-backed when the system has it.
-_SPILL_DIR = "/dev/shm"
-_SPILL_BYTES = 1 << 20
-
-
-class _Packed:
-    """A worker's final result, pickled once in the worker: the bytes travel in the queue
-    message when they are small, else through a file (``path``). A queue's pipe reads a
-    16 MB message at ~170 MB/s (CPython reads it 64 KB at a time, allocating the whole
-    size for each read); a file is written and read back in ~10 ms."""
-
-    def __init__(self, data: bytes | None = None, path: str | None = None):
-        self.data, self.path = data, path
-
-    def load(self) -> Any:
-        if self.path is None:
-            return pickle.loads(self.data)
-        with open(self.path, "rb") as f:
-            value = pickle.loads(f.read())
-        os.unlink(self.path)
-        return value
-
-
-def _pack(value: Any, directory: str | None) -> _Packed:
-    """``value`` pickled; large ones left in a file in ``directory`` when it can be written
-    (none, a full or a missing directory: the bytes take the queue)."""
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    if directory is None or len(data) < _SPILL_BYTES:
-        return _Packed(data=data)
-    path = os.path.join(directory, f"{os.getpid()}.state")
-    try:
-        with open(path, "wb") as f:
-            f.write(data)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        return _Packed(data=data)
-    return _Packed(path=path)
 
 
 _WORKER: int | None = None
@@ -247,7 +195,7 @@ def workers_for(processes: int, items: Sequence[Any]) -> int:
     return max(1, min(processes, len(items)))
 
 
-def _worker(start, items, todo, done, spill, index) -> None:
+def _worker(start, items, todo, done, index) -> None:
     global _WORKER
     _WORKER = index
     _default_signals()
@@ -255,7 +203,7 @@ def _worker(start, items, todo, done, spill, index) -> None:
         work, finish = start()
         while (i := todo.get()) is not None:
             done.put(("item", (i, work(items[i]))))
-        done.put(("end", _pack(finish(), spill)))
+        done.put(("end", finish()))
     except BaseException as exc:  # noqa: BLE001 - the parent re-raises it
         try:
             pickle.dumps(exc)
