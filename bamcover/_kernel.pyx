@@ -558,31 +558,31 @@ ctypedef fused _dst_t:
     double
 
 
-def matrix_columns(const _src_t[:, ::1] rows, const uint8_t[:, ::1] valid, Py_ssize_t nch,
+def matrix_columns(const _src_t[:, ::1] rows, const uint8_t[:, ::1] invalid, Py_ssize_t nch,
                    double factor, bint scale, _dst_t[:, ::1] columns, Py_ssize_t first=0):
     """The matrix in pandas' column layout: ``columns[k, first + r] = rows[r, k]`` (times
-    ``factor`` in double precision when ``scale``), NaN where ``valid[r // nch, k]`` is 0.
+    ``factor`` in double precision when ``scale``), NaN where ``invalid[r // nch, k]``.
     Rows are taken 64 at a time so each cache line read serves 16 bins: a transposing
     copy that numpy does with strided access at a third of the speed. ``first`` lets a
     block of rows fill its own part of every column."""
     cdef Py_ssize_t nrows = rows.shape[0], nbins = rows.shape[1], r0, r1, r, k
-    cdef const uint8_t *ok[64]
+    cdef const uint8_t *off[64]
     if nbins != columns.shape[0] or first < 0 or first + nrows > columns.shape[1] \
-            or valid.shape[0] * nch < nrows or valid.shape[1] < nbins:
+            or invalid.shape[0] * nch < nrows or invalid.shape[1] < nbins:
         raise ValueError("matrix_columns: shapes do not match")
     with nogil:
         for r0 in range(0, nrows, 64):
             r1 = r0 + 64 if r0 + 64 < nrows else nrows
             for r in range(r0, r1):
-                ok[r - r0] = &valid[r // nch, 0]
+                off[r - r0] = &invalid[r // nch, 0]
             for k in range(nbins):
                 if scale:
                     for r in range(r0, r1):
-                        columns[k, first + r] = <_dst_t> (rows[r, k] * factor) \
-                            if ok[r - r0][k] else NAN
+                        columns[k, first + r] = NAN if off[r - r0][k] \
+                            else <_dst_t> (rows[r, k] * factor)
                 else:
                     for r in range(r0, r1):
-                        columns[k, first + r] = <_dst_t> rows[r, k] if ok[r - r0][k] else NAN
+                        columns[k, first + r] = NAN if off[r - r0][k] else <_dst_t> rows[r, k]
 
 
 # --- BED text -------------------------------------------------------------------------------

@@ -470,11 +470,15 @@ def _add_rows(stats: _Stats, chunk, options: Options, rows: np.ndarray, values: 
     stats.reads += part.reads
 
 
-def _shared_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """A zeroed array in anonymous shared memory: forked workers write their rows of the
-    matrix into it in place, so no matrix travels back through a pipe to be copied again."""
+def _shared_zeros(shape: tuple[int, ...], dtype, shared: bool = True) -> np.ndarray:
+    """A zeroed array in its own anonymous mapping, paged in 4 KB as it is written.
+    Shared: forked workers write their rows of the matrix into it in place, so no matrix
+    travels back through a pipe to be copied again. Private (``shared=False``): unlike
+    numpy's large arrays, never backed by huge pages, which would page in a whole matrix
+    at its first writes."""
     count = int(np.prod(shape))
-    buf = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1))
+    buf = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1),
+                    flags=mmap.MAP_SHARED if shared else mmap.MAP_PRIVATE)
     return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
 
 
@@ -494,10 +498,8 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
         values = _shared_zeros((len(rows), nch, nbins),
                                np.float64 if options.scale_regions else np.int32)
         invalid = _shared_zeros((len(rows), nbins), bool)
-        counted = np.zeros(len(rows), bool)     # rows in no chunk have no bin on a chromosome
-        if prep.chunks:
-            counted[np.searchsorted(rows, np.concatenate([c.rows for c in prep.chunks]))] = True
-        invalid[~counted] = True
+        # rows in no chunk have no bin on a chromosome
+        invalid[np.isin(rows, computable(prep.status), invert=True)] = True
         add = functools.partial(_add_rows, options=options, rows=rows, values=values,
                                 invalid=invalid)
     else:
@@ -575,7 +577,10 @@ def _matrix_frame(regions, status, values, invalid, options, factor,
     counts = options.normalize == "none" and options.scale_factor == 1
     # whole counts below 2^24 are exact in float32; anything else is float64
     small = counts and not options.scale_regions and not (values.size and values.max() >= 2 ** 24)
-    columns = _private((nbins, len(flat)), np.float32 if small else np.float64)
+    # private 4 KB pages: the first block writes into every column, and huge pages would
+    # then hold the whole frame while all the counts still are
+    columns = _shared_zeros((nbins, len(flat)), np.float32 if small else np.float64,
+                            shared=False)
     data = columns.T
     if reads._kernel is not None:
         _convert(values, invalid, factor, not counts, columns, options.n_processes, release)
@@ -588,15 +593,6 @@ def _matrix_frame(regions, status, values, invalid, options, factor,
     index = matrix_index(regions, np.asarray(status), options.channels)
     return pd.DataFrame(data, index=index, columns=pd.Index(options.offsets, name="offset"),
                         copy=False)
-
-
-def _private(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An array in its own anonymous mapping, paged in 4 KB as it is written. (numpy asks
-    for huge pages for large arrays: the first block's writes, one in every column, would
-    then page in the whole matrix while all the counts are still held.)"""
-    count = int(np.prod(shape))
-    buf = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1), flags=mmap.MAP_PRIVATE)
-    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
 
 
 # Counts converted per step into the matrix frame: a few MB, so each step's counts can be
@@ -612,6 +608,7 @@ def _convert(values: np.ndarray, invalid: np.ndarray, factor: float, scale: bool
     :func:`_shared_zeros`), each block's whole pages of them are removed once converted."""
     nreg, nch, nbins = values.shape
     flat = np.ascontiguousarray(values.reshape(-1, nbins))
+    off = np.ascontiguousarray(invalid).view(np.uint8)
     row_bytes = nch * nbins * flat.itemsize
     per = max(64, _BLOCK_BYTES // max(row_bytes, 1))
     starts = range(0, nreg, per)
@@ -621,8 +618,7 @@ def _convert(values: np.ndarray, invalid: np.ndarray, factor: float, scale: bool
 
     def block(r0: int) -> None:
         r1 = min(r0 + per, nreg)
-        ok = np.logical_not(invalid[r0:r1]).view(np.uint8)
-        reads._kernel.matrix_columns(flat[r0 * nch:r1 * nch], ok, nch, factor, scale,
+        reads._kernel.matrix_columns(flat[r0 * nch:r1 * nch], off[r0:r1], nch, factor, scale,
                                      columns, r0 * nch)
         for mapping, size in shared:     # only pages wholly inside this block's rows
             _discard(mapping, r0 * size, r1 * size)

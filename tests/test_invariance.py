@@ -193,7 +193,8 @@ def test_histogram_statistics_equal_brute_force(monkeypatch):
 
 
 def test_kernel_refuses_tables_and_rooms_too_small():
-    """The histogram kernels write without bounds checks: sizes are checked once per call."""
+    """The histogram and transposing kernels write without bounds checks: sizes are
+    checked once per call."""
     if reads._kernel is None:
         pytest.skip("needs the compiled kernel")
     values = np.ones((3, 2, 5), np.int32)
@@ -209,6 +210,16 @@ def test_kernel_refuses_tables_and_rooms_too_small():
         reads._kernel.window_hist(cov, cov, np.array([0, 10]), np.zeros(2, np.int64),
                                   np.zeros(2, np.uint8), np.zeros(2, np.uint8), 1, 5, 100,
                                   np.zeros((4, 10), np.int32), np.empty(19, np.int64))
+    # the transposing copy: a block of rows must fit its columns and its mask
+    rows, off, columns = np.ones((6, 5), np.int32), np.zeros((3, 5), np.uint8), \
+        np.zeros((5, 8), np.float32)
+    reads._kernel.matrix_columns(rows, off, 2, 1.0, False, columns, 2)
+    assert (columns[:, 2:] == 1).all() and (columns[:, :2] == 0).all()
+    for bad in (dict(first=3), dict(off=off[:2]), dict(columns=columns[:4])):
+        args = dict(off=off, columns=np.ascontiguousarray(columns), first=2) | bad
+        with pytest.raises(ValueError, match="shapes do not match"):
+            reads._kernel.matrix_columns(rows, args["off"], 2, 1.0, False, args["columns"],
+                                         args["first"])
 
 
 @pytest.mark.parametrize("with_matrix", [False, True])
