@@ -585,10 +585,29 @@ def matrix_columns(const _src_t[:, ::1] rows, const uint8_t[:, ::1] invalid, Py_
                         columns[k, first + r] = NAN if off[r - r0][k] else <_dst_t> rows[r, k]
 
 
+
+def matrix_rows(const _dst_t[:, ::1] columns, const int64_t[::1] rows, double[:, ::1] out):
+    """The inverse of :func:`matrix_columns`: ``out[i, k] = columns[k, rows[i]]`` (pandas'
+    column layout back to rows, as float64), NaN where ``rows[i]`` is negative. Taken 64
+    rows at a time, so consecutive rows read each column's values from one cache line."""
+    cdef Py_ssize_t n = rows.shape[0], nbins = columns.shape[0], r0, r1, r, k
+    cdef int64_t top = columns.shape[1]
+    if out.shape[0] != n or out.shape[1] != nbins:
+        raise ValueError("matrix_rows: shapes do not match")
+    for r in range(n):
+        if rows[r] >= top:
+            raise ValueError("matrix_rows: row out of range")
+    with nogil:
+        for r0 in range(0, n, 64):
+            r1 = r0 + 64 if r0 + 64 < n else n
+            for k in range(nbins):
+                for r in range(r0, r1):
+                    out[r, k] = columns[k, rows[r]] if rows[r] >= 0 else NAN
+
 # --- BED text -------------------------------------------------------------------------------
 
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.string cimport memcmp, memchr
+from libc.string cimport memcmp, memchr, memcpy
 
 
 cdef inline bint _integer(const unsigned char *p, Py_ssize_t n, bint plus, int64_t *out) noexcept nogil:
@@ -746,3 +765,71 @@ def dense_stats(const int32_t[:, ::1] hist, const int64_t[::1] above):
                         hv[c] = v
                     cv[c] += x
     return n, total, sumsq, lo, hi
+
+
+# --- text of whole-number tables -------------------------------------------------------------
+
+from libc.math cimport isnan, signbit, floor
+
+
+cdef inline Py_ssize_t _digits(unsigned char *o, int64_t x) noexcept nogil:
+    """``x`` (≥ 0) in decimal at ``o``; returns the characters written."""
+    cdef unsigned char tmp[20]
+    cdef Py_ssize_t i = 0, j
+    if x == 0:
+        o[0] = 48
+        return 1
+    while x:
+        tmp[i] = 48 + x % 10
+        x //= 10
+        i += 1
+    for j in range(i):
+        o[j] = tmp[i - 1 - j]
+    return i
+
+
+def whole_rows(const unsigned char[::1] head, const int64_t[::1] ends,
+               const double[:, ::1] values, bint nan_empty):
+    """Text lines ``<head line r><TAB>v0<TAB>v1…\\n`` for every row ``r`` of ``values``: head
+    line r is ``head`` up to its newline at ``ends[r]``; values are written as pyarrow's CSV
+    writer writes a whole float below 10⁹ in magnitude (its digits, ``-0`` for negative
+    zero) and NaN as ``nan`` (nothing with ``nan_empty``). Returns the bytes, or None when
+    a value is anything else (the caller lets pyarrow format those rows)."""
+    cdef Py_ssize_t n = values.shape[0], m = values.shape[1], r, k, p = 0, s = 0, e
+    cdef double v
+    cdef bint ok = True
+    if ends.shape[0] != n or (n and ends[n - 1] >= head.shape[0]):
+        raise ValueError("whole_rows: head lines and value rows do not match")
+    out = np.empty(head.shape[0] + n * (m * 11 + 1), np.uint8)
+    cdef unsigned char[::1] o = out
+    with nogil:
+        for r in range(n):
+            e = ends[r]
+            if e > s:
+                memcpy(&o[p], &head[s], e - s)
+                p += e - s
+            s = e + 1
+            for k in range(m):
+                v = values[r, k]
+                o[p] = 9
+                p += 1
+                if isnan(v):
+                    if not nan_empty:
+                        o[p], o[p + 1], o[p + 2] = 110, 97, 110
+                        p += 3
+                    continue
+                if not (-1e9 < v < 1e9) or v != floor(v):
+                    ok = False
+                    break
+                if signbit(v):
+                    o[p] = 45
+                    p += 1
+                    v = -v
+                p += _digits(&o[p], <int64_t> v)
+            if not ok:
+                break
+            o[p] = 10
+            p += 1
+    if not ok:
+        return None
+    return out[:p].tobytes()

@@ -216,7 +216,8 @@ def write_matrices(matrices: dict, path: str | None, options: Options,
         check_matrix_target(path, options, len(matrices))
         if path.endswith(".mat.gz"):
             formats.write_deeptools_matrix(matrices, path,
-                                           reference_point=options.reference_point)
+                                           reference_point=options.reference_point,
+                                           threads=options.n_processes)
         elif path.removesuffix(".gz").endswith(".cdt"):
             formats.write_cdt(next(iter(matrices.values())), path)
         elif len(matrices) == 1:

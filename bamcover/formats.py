@@ -17,6 +17,7 @@ in parquet files and in the deepTools matrix header; TSV files lose them.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -120,16 +121,44 @@ def _ordered_unique(values) -> list:
 
 @dataclass
 class Cube:
-    """One matrix as arrays: ``values[region, channel, bin]`` plus the region table."""
+    """One matrix as arrays: ``values[region, channel, bin]`` plus the region table. The
+    values are read from the matrix when first asked for, or a few regions at a time with
+    :meth:`take`."""
 
     regions: pd.DataFrame          # chrom, start, end, name, strand, status (one row per region)
     channels: list[str]
     offsets: np.ndarray            # bin labels (first offset of each bin)
-    values: np.ndarray             # float64, shape (regions, channels, bins)
+    rows: np.ndarray               # (regions, channels): the matrix row of each, -1 if none
+    matrix: pd.DataFrame = field(repr=False)
 
     @property
     def bin_size(self) -> int:
         return bin_size_of(self.offsets)
+
+    @functools.cached_property
+    def values(self) -> np.ndarray:
+        """float64, shape (regions, channels, bins); NaN where the matrix has no row."""
+        return self.take(np.arange(len(self.regions)))
+
+    def take(self, regions: np.ndarray) -> np.ndarray:
+        """:attr:`values` of the regions numbered ``regions`` only."""
+        from . import reads
+
+        rows = self.rows[regions]
+        data = self._data
+        if reads._kernel is not None and data.dtype in (np.float32, np.float64) \
+                and data.T.flags.c_contiguous:        # pandas' column layout: transpose back
+            out = np.empty((rows.size, len(self.offsets)))
+            reads._kernel.matrix_rows(data.T, np.ascontiguousarray(rows.reshape(-1)), out)
+            return out.reshape(*rows.shape, len(self.offsets))
+        out = np.full((*rows.shape, len(self.offsets)), np.nan)
+        have = rows >= 0
+        out[have] = data[rows[have]]
+        return out
+
+    @functools.cached_property
+    def _data(self) -> np.ndarray:
+        return self.matrix.to_numpy()     # a view of a one-dtype matrix, not a copy
 
 
 def cube(matrix: pd.DataFrame) -> Cube:
@@ -149,8 +178,8 @@ def cube(matrix: pd.DataFrame) -> Cube:
         reg_code = np.arange(len(matrix)) // len(channels)
     nreg = int(reg_code.max()) + 1 if len(reg_code) else 0
     offsets = np.asarray(matrix.columns, dtype=np.int64)
-    values = np.full((nreg, len(channels), len(offsets)), np.nan)
-    values[reg_code, ch_code] = matrix.to_numpy(dtype=np.float64)
+    rows = np.full((nreg, len(channels)), -1, dtype=np.int64)
+    rows[reg_code, ch_code] = np.arange(len(matrix))
     first = np.unique(reg_code, return_index=True)[1]
     flat = index.to_frame(index=False).iloc[first]
     regions = pd.DataFrame({
@@ -161,7 +190,7 @@ def cube(matrix: pd.DataFrame) -> Cube:
         "strand": flat["strand"].astype(str).to_numpy() if "strand" in flat else ".",
         "status": flat["status"].astype(str).to_numpy() if "status" in flat else "ok",
     })
-    return Cube(regions, channels, offsets, values)
+    return Cube(regions, channels, offsets, rows, matrix)
 
 
 def matrix_from_cube(regions: pd.DataFrame, channels: list[str], offsets, values: np.ndarray,
@@ -392,30 +421,84 @@ def _first_units(frames) -> str | None:
     return None
 
 
-def _write_rows(fh, columns: dict[str, np.ndarray], *, nan_as_empty: bool,
-                chunk: int = 20_000) -> None:
-    """Write equal-length columns as tab-separated lines (no header) to a binary handle.
+#: values formatted per step: a few tens of MB of text
+_PART_CELLS = 1 << 21
+
+
+def _lines(text: Mapping[str, np.ndarray], values: np.ndarray, nan_as_empty: bool) -> bytes:
+    """Tab-separated lines (no header): the equal-length ``text`` columns (strings,
+    integers), then the columns of ``values`` (rows × columns).
 
     Floats are written in their shortest round-trip form (``0.1``, ``2``, ``1e-07``), NaN as
     ``nan`` or, with ``nan_as_empty``, as an empty cell. pyarrow's C++ writer does the work
-    (about ten times faster than pandas); text that would need quoting falls back to pandas.
+    (about ten times faster than pandas), and the kernel writes rows of whole numbers in
+    the same bytes about ten times faster again; text that would need quoting falls back
+    to pandas. Runs mostly without the GIL, so parts can be formatted on threads.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    n = len(next(iter(columns.values()))) if columns else 0
+    from . import reads
+
+    values = np.asarray(values, dtype=np.float64)
     options = pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
-    for start in range(0, n, chunk):
-        part = {k: v[start:start + chunk] for k, v in columns.items()}
-        try:
-            table = pa.table({k: pa.array(v, from_pandas=nan_as_empty) for k, v in part.items()})
-            sink = pa.BufferOutputStream()
-            pacsv.write_csv(table, sink, options)
-            fh.write(sink.getvalue().to_pybytes())
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            frame = pd.DataFrame(part)
-            fh.write(frame.to_csv(sep="\t", header=False, index=False, lineterminator="\n",
-                                  na_rep="" if nan_as_empty else "nan").encode())
+
+    def csv(columns: dict) -> bytes:
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(pa.table({k: pa.array(v, from_pandas=nan_as_empty)
+                                  for k, v in columns.items()}), sink, options)
+        return sink.getvalue().to_pybytes()
+
+    def floats() -> dict:
+        return {f"v{i}": values[:, i] for i in range(values.shape[1])}
+
+    try:
+        if reads._kernel is not None and text and len(values):
+            head = csv(dict(text))
+            ends = np.flatnonzero(np.frombuffer(head, np.uint8) == 10)
+            if len(ends) == len(values):
+                out = reads._kernel.whole_rows(head, ends, np.ascontiguousarray(values),
+                                               nan_as_empty)
+                if out is not None:
+                    return out
+        return csv({**text, **floats()})
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        frame = pd.DataFrame({**text, **floats()})
+        return frame.to_csv(sep="\t", header=False, index=False, lineterminator="\n",
+                            na_rep="" if nan_as_empty else "nan").encode()
+
+
+def _write_parts(fh, parts, threads: int = 1, gzip_level: int | None = None) -> None:
+    """Write the bytes each of ``parts`` (callables) makes, in order, made on ``threads``
+    threads; with ``gzip_level`` each is compressed as a gzip member of its own (a gzip
+    file may hold several one after another, and readers take them as one stream). The
+    bytes do not depend on ``threads``."""
+
+    def make(part) -> bytes:
+        data = part()
+        return data if gzip_level is None else gzip.compress(data, gzip_level, mtime=0)
+
+    if threads <= 1:
+        for part in parts:
+            fh.write(make(part))
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque = deque()
+        for part in parts:
+            pending.append(pool.submit(make, part))
+            if len(pending) >= 2 * threads:          # a few parts in memory at a time
+                fh.write(pending.popleft().result())
+        while pending:
+            fh.write(pending.popleft().result())
+
+
+def _row_parts(n: int, width: int) -> list[slice]:
+    """Row slices of about :data:`_PART_CELLS` values each."""
+    step = max(1, _PART_CELLS // max(width, 1))
+    return [slice(r, min(r + step, n)) for r in range(0, n, step)]
 
 
 # ----------------------------------------------------------------------------------------
@@ -453,7 +536,8 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
                            downstream: int | None = None, bin_size: int | None = None,
                            reference_point: str = "center", units: str | None = None,
                            drop_missing: bool = True, sort_regions: str = "keep",
-                           proc_number: int = 1, body_length: int | None = None) -> None:
+                           proc_number: int = 1, body_length: int | None = None,
+                           threads: int = 1) -> None:
     """Write matrices in deepTools' ``computeMatrix reference-point`` format (or, with
     ``body_length``, its ``scale-regions`` format), so that ``plotHeatmap -m`` and
     ``plotProfile -m`` (and ``computeMatrixOperations``) read them.
@@ -503,6 +587,9 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
         scale-regions runs record (0: reference-point). The header then says ``body`` =
         body_length, ``ref point`` = null, ``upstream`` and ``downstream`` the unscaled
         flanks, as ``computeMatrix scale-regions`` writes it.
+    threads
+        Rows are formatted and gzipped in parts on this many threads (the file is the same
+        for any number; each part is a gzip member of its own).
     """
     matrices = as_matrices(matrices)
     if reference_point not in DEEPTOOLS_REF_POINT:
@@ -534,22 +621,20 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
     blocks, bounds = [], [0]
     for g in groups:
         first = cubes[(samples[0], g)]
-        vals = np.concatenate([cubes[(s, g)].values.reshape(len(first.regions), -1)
-                               for s in samples], axis=1) / (1 if body_length else size)
         keep = np.ones(len(first.regions), dtype=bool)
         if drop_missing:
             missing = np.ones(len(first.regions), dtype=bool)
             for s in samples:
                 missing &= cubes[(s, g)].regions["status"].isin(MISSING_STATUS).to_numpy()
             keep = ~missing
-        blocks.append((first.regions[keep], vals[keep]))
+        blocks.append((g, np.flatnonzero(keep)))
         bounds.append(bounds[-1] + int(keep.sum()))
-    kept = [g for g, (regs, _) in zip(groups, blocks, strict=True) if len(regs)]
+    kept = [g for g, rows in blocks if len(rows)]
     if not kept:
         raise BamcoverError("no region has data in any sample; nothing to write")
     if len(kept) < len(groups):
-        blocks = [b for b in blocks if len(b[0])]
-        bounds = [0, *np.cumsum([len(b[0]) for b in blocks]).tolist()]
+        blocks = [b for b in blocks if len(b[1])]
+        bounds = [0, *np.cumsum([len(b[1]) for b in blocks]).tolist()]
 
     ref = None if body_length else DEEPTOOLS_REF_POINT[reference_point]
     units = units or _first_units(matrices.values()) or "reads"
@@ -583,17 +668,25 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
                         {"reference point": reference_point,
                          "values": "per-base mean coverage (bin sum / bin size)"})},
     }
-    with atomic_path(path) as tmp, gzip.open(tmp, "wb", compresslevel=6) as fh:
-        fh.write(("@" + json.dumps(header, separators=(",", ":")) + "\n").encode())
-        for regs, vals in blocks:
-            cols = {"chrom": regs["chrom"].to_numpy(dtype=object),
-                    "start": regs["start"].to_numpy(dtype=np.int64),
-                    "end": regs["end"].to_numpy(dtype=np.int64),
-                    "name": regs["name"].to_numpy(dtype=object),
-                    "score": np.full(len(regs), ".", dtype=object),
-                    "strand": regs["strand"].to_numpy(dtype=object)}
-            cols.update({f"v{i}": vals[:, i] for i in range(vals.shape[1])})
-            _write_rows(fh, cols, nan_as_empty=False)
+    def part(g: str, rows: np.ndarray) -> bytes:
+        regs = cubes[(samples[0], g)].regions.iloc[rows]
+        vals = [cubes[(s, g)].take(rows).reshape(len(rows), -1) for s in samples]
+        vals = vals[0] if len(vals) == 1 else np.concatenate(vals, axis=1)
+        if size != 1 and not body_length:
+            vals /= size
+        text = {"chrom": regs["chrom"].to_numpy(dtype=object),
+                "start": regs["start"].to_numpy(dtype=np.int64),
+                "end": regs["end"].to_numpy(dtype=np.int64),
+                "name": regs["name"].to_numpy(dtype=object),
+                "score": np.full(len(regs), ".", dtype=object),
+                "strand": regs["strand"].to_numpy(dtype=object)}
+        return _lines(text, vals, nan_as_empty=False)
+
+    parts = [functools.partial(part, g, rows[piece]) for g, rows in blocks
+             for piece in _row_parts(len(rows), nb * ns)]
+    line = ("@" + json.dumps(header, separators=(",", ":")) + "\n").encode()
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        _write_parts(fh, [lambda: line, *parts], threads, gzip_level=6)
 
 
 def read_deeptools_matrix(path: PathLike) -> tuple[Matrices, dict]:
@@ -709,18 +802,19 @@ def write_cdt(matrix: pd.DataFrame, path: PathLike, *, channel: str | None = Non
     regs = c.regions
     uniq = (regs["chrom"] + ":" + regs["start"].astype(str) + "-" + regs["end"].astype(str)
             + "(" + regs["strand"] + ")")
-    cols = {"GID": np.array([f"GENE{i}X" for i in range(len(regs))], dtype=object),
+    text = {"GID": np.array([f"GENE{i}X" for i in range(len(regs))], dtype=object),
             "UNIQID": uniq.to_numpy(dtype=object),
             "NAME": regs["name"].to_numpy(dtype=object),
             "GWEIGHT": np.ones(len(regs), dtype=np.int64)}
-    cols.update({f"v{i}": values[:, i] for i in range(values.shape[1])})
+    parts = [functools.partial(_lines, {k: v[rows] for k, v in text.items()}, values[rows],
+                               True) for rows in _row_parts(len(regs), values.shape[1])]
     path = os.fspath(path)
     with atomic_path(path) as tmp:
         opener = gzip.open if path.endswith(".gz") else open
         with opener(tmp, "wb") as fh:
             fh.write(("\t".join(["GID", "UNIQID", "NAME", "GWEIGHT", *heads]) + "\n").encode())
             fh.write(("\t".join(["EWEIGHT", "", "", ""] + ["1"] * len(heads)) + "\n").encode())
-            _write_rows(fh, cols, nan_as_empty=True)
+            _write_parts(fh, parts)
 
 
 def read_cdt(path: PathLike) -> pd.DataFrame:

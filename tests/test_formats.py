@@ -178,6 +178,41 @@ def test_deeptools_matrix_file_layout_and_round_trip(tmp_path, chip, ctrl, edge_
     assert np.flatnonzero(np.isnan(edge.to_numpy()[-1])).tolist() == list(range(156, 200))
 
 
+
+def _shortest(v: float) -> str:
+    """Python's shortest round-trip text of v, without the '.0' of whole numbers."""
+    return "nan" if np.isnan(v) else repr(float(v)).removesuffix(".0")
+
+
+def test_deeptools_matrix_written_in_parts_on_threads(tmp_path, chip, monkeypatch):
+    """Parts of rows formatted on threads, each its own gzip member: the same bytes for any
+    number of threads, one stream to gzip readers (zcat too), and every value the shortest
+    text of the number (whole numbers by the kernel, the others by pyarrow)."""
+    mixed = chip.copy()
+    mixed.iloc[:365] *= 10                  # whole per-base means in the first half
+    mixed.iloc[0, 0] = -0.0
+    files = {}
+    for cells, threads in ((10 ** 9, 1), (400 * 40, 1), (400 * 40, 3)):
+        monkeypatch.setattr(formats, "_PART_CELLS", cells)
+        path = tmp_path / f"{cells}_{threads}.mat.gz"
+        formats.write_deeptools_matrix({("a", "g"): mixed, ("b", "g"): chip}, path,
+                                       threads=threads)
+        files[(cells, threads)] = path.read_bytes()
+    assert files[(16000, 1)] == files[(16000, 3)]
+    whole = gzip.decompress(files[(10 ** 9, 1)])
+    assert gzip.decompress(files[(16000, 3)]) == whole
+    assert files[(16000, 3)].count(b"\x1f\x8b\x08") >= 1 + 730 // 40
+    if shutil.which("zcat"):
+        zcat = subprocess.run(["zcat", str(tmp_path / "16000_3.mat.gz")], capture_output=True,
+                              check=True)
+        assert zcat.stdout == whole
+    lines = whole.decode().splitlines()[1:]
+    want = np.concatenate([mixed.to_numpy(np.float64), chip.to_numpy(np.float64)], axis=1) / 10
+    for line, row in zip(lines, want, strict=True):
+        assert line.split("\t")[6:] == [_shortest(v) for v in row]
+    assert lines[0].split("\t")[6] == "-0" and lines[0].split("\t")[7] != "-0"
+
+
 def test_deeptools_strand_wise_samples(tmp_path, stranded):
     path = tmp_path / "sw.mat.gz"
     formats.write_deeptools_matrix({("chip", "stranded"): stranded}, path)

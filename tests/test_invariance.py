@@ -221,6 +221,29 @@ def test_kernel_refuses_tables_and_rooms_too_small():
             reads._kernel.matrix_columns(rows, args["off"], 2, 1.0, False, args["columns"],
                                          args["first"])
 
+    # and back: matrix_rows reads rows out of pandas' column layout
+    back = np.full((2, 5), 7.0)
+    reads._kernel.matrix_rows(columns, np.array([3, -1]), back)
+    assert (back[0] == 1).all() and np.isnan(back[1]).all()
+    for rows_, out in ((np.array([8, 0]), back), (np.array([0]), back)):
+        with pytest.raises(ValueError, match="matrix_rows"):
+            reads._kernel.matrix_rows(columns, rows_, out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matrix_rows_equal_numpy_indexing(dtype):
+    """The kernel's transposing gather (used to write text matrices a part at a time) gives
+    what numpy's fancy indexing gives, over more than one 64-row block."""
+    if reads._kernel is None:
+        pytest.skip("needs the compiled kernel")
+    rng = np.random.default_rng(5)
+    data = np.asfortranarray(rng.integers(0, 1000, (300, 37)).astype(dtype))
+    rows = rng.integers(-1, 300, 150)
+    out = np.empty((150, 37))
+    reads._kernel.matrix_rows(data.T, rows, out)
+    want = np.where(rows[:, None] >= 0, data[np.maximum(rows, 0)].astype(np.float64), np.nan)
+    np.testing.assert_array_equal(out, want)
+
 
 @pytest.mark.parametrize("with_matrix", [False, True])
 def test_bin_sums_beyond_int32_are_refused(monkeypatch, with_matrix):
