@@ -789,8 +789,9 @@ cdef inline Py_ssize_t _digits(unsigned char *o, int64_t x) noexcept nogil:
 
 
 def whole_rows(const unsigned char[::1] head, const int64_t[::1] ends,
-               const double[:, ::1] values, bint nan_empty):
-    """Text lines ``<head line r><TAB>v0<TAB>v1…\\n`` for every row ``r`` of ``values``: head
+               const double[:, ::1] values, bint nan_empty, unsigned char sep=9):
+    """Text lines ``<head line r><sep>v0<sep>v1…\\n`` (``sep`` a tab unless given) for
+    every row ``r`` of ``values``: head
     line r is ``head`` up to its newline at ``ends[r]``; values are written as pyarrow's CSV
     writer writes a whole float below 10⁹ in magnitude (its digits, ``-0`` for negative
     zero) and NaN as ``nan`` (nothing with ``nan_empty``). Returns the bytes, or None when
@@ -811,7 +812,7 @@ def whole_rows(const unsigned char[::1] head, const int64_t[::1] ends,
             s = e + 1
             for k in range(m):
                 v = values[r, k]
-                o[p] = 9
+                o[p] = sep
                 p += 1
                 if isnan(v):
                     if not nan_empty:

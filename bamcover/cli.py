@@ -221,7 +221,8 @@ def write_matrices(matrices: dict, path: str | None, options: Options,
         elif path.removesuffix(".gz").endswith(".cdt"):
             formats.write_cdt(next(iter(matrices.values())), path)
         elif len(matrices) == 1:
-            write_table(formats.matrix_table(next(iter(matrices.values()))), path)
+            write_table(formats.matrix_table(next(iter(matrices.values()))), path,
+                        threads=options.n_processes)
         else:
             flat = pd.concat([formats.matrix_table(m).assign(sample=s, group=g)
                               for (s, g), m in matrices.items()], ignore_index=True)

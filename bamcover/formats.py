@@ -30,7 +30,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import BamcoverError
-from .outputs import atomic_path
+from .outputs import atomic_path, row_parts, text_lines, write_parts
 
 Matrices = dict[tuple[str, str], pd.DataFrame]
 PathLike = str | os.PathLike
@@ -421,86 +421,6 @@ def _first_units(frames) -> str | None:
     return None
 
 
-#: values formatted per step: a few tens of MB of text
-_PART_CELLS = 1 << 21
-
-
-def _lines(text: Mapping[str, np.ndarray], values: np.ndarray, nan_as_empty: bool) -> bytes:
-    """Tab-separated lines (no header): the equal-length ``text`` columns (strings,
-    integers), then the columns of ``values`` (rows × columns).
-
-    Floats are written in their shortest round-trip form (``0.1``, ``2``, ``1e-07``), NaN as
-    ``nan`` or, with ``nan_as_empty``, as an empty cell. pyarrow's C++ writer does the work
-    (about ten times faster than pandas), and the kernel writes rows of whole numbers in
-    the same bytes about ten times faster again; text that would need quoting falls back
-    to pandas. Runs mostly without the GIL, so parts can be formatted on threads.
-    """
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    from . import reads
-
-    values = np.asarray(values, dtype=np.float64)
-    options = pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
-
-    def csv(columns: dict) -> bytes:
-        sink = pa.BufferOutputStream()
-        pacsv.write_csv(pa.table({k: pa.array(v, from_pandas=nan_as_empty)
-                                  for k, v in columns.items()}), sink, options)
-        return sink.getvalue().to_pybytes()
-
-    def floats() -> dict:
-        return {f"v{i}": values[:, i] for i in range(values.shape[1])}
-
-    try:
-        if reads._kernel is not None and text and len(values):
-            head = csv(dict(text))
-            ends = np.flatnonzero(np.frombuffer(head, np.uint8) == 10)
-            if len(ends) == len(values):
-                out = reads._kernel.whole_rows(head, ends, np.ascontiguousarray(values),
-                                               nan_as_empty)
-                if out is not None:
-                    return out
-        return csv({**text, **floats()})
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        frame = pd.DataFrame({**text, **floats()})
-        return frame.to_csv(sep="\t", header=False, index=False, lineterminator="\n",
-                            na_rep="" if nan_as_empty else "nan").encode()
-
-
-def _write_parts(fh, parts, threads: int = 1, gzip_level: int | None = None) -> None:
-    """Write the bytes each of ``parts`` (callables) makes, in order, made on ``threads``
-    threads; with ``gzip_level`` each is compressed as a gzip member of its own (a gzip
-    file may hold several one after another, and readers take them as one stream). The
-    bytes do not depend on ``threads``."""
-
-    def make(part) -> bytes:
-        data = part()
-        return data if gzip_level is None else gzip.compress(data, gzip_level, mtime=0)
-
-    if threads <= 1:
-        for part in parts:
-            fh.write(make(part))
-        return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(threads) as pool:
-        pending: deque = deque()
-        for part in parts:
-            pending.append(pool.submit(make, part))
-            if len(pending) >= 2 * threads:          # a few parts in memory at a time
-                fh.write(pending.popleft().result())
-        while pending:
-            fh.write(pending.popleft().result())
-
-
-def _row_parts(n: int, width: int) -> list[slice]:
-    """Row slices of about :data:`_PART_CELLS` values each."""
-    step = max(1, _PART_CELLS // max(width, 1))
-    return [slice(r, min(r + step, n)) for r in range(0, n, step)]
-
-
 # ----------------------------------------------------------------------------------------
 # deepTools computeMatrix format
 
@@ -680,13 +600,13 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
                 "name": regs["name"].to_numpy(dtype=object),
                 "score": np.full(len(regs), ".", dtype=object),
                 "strand": regs["strand"].to_numpy(dtype=object)}
-        return _lines(text, vals, nan_as_empty=False)
+        return text_lines(text, vals, nan_as_empty=False)
 
     parts = [functools.partial(part, g, rows[piece]) for g, rows in blocks
-             for piece in _row_parts(len(rows), nb * ns)]
+             for piece in row_parts(len(rows), nb * ns)]
     line = ("@" + json.dumps(header, separators=(",", ":")) + "\n").encode()
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        _write_parts(fh, [lambda: line, *parts], threads, gzip_level=6)
+        write_parts(fh, [lambda: line, *parts], threads, gzip_level=6)
 
 
 def read_deeptools_matrix(path: PathLike) -> tuple[Matrices, dict]:
@@ -806,15 +726,15 @@ def write_cdt(matrix: pd.DataFrame, path: PathLike, *, channel: str | None = Non
             "UNIQID": uniq.to_numpy(dtype=object),
             "NAME": regs["name"].to_numpy(dtype=object),
             "GWEIGHT": np.ones(len(regs), dtype=np.int64)}
-    parts = [functools.partial(_lines, {k: v[rows] for k, v in text.items()}, values[rows],
-                               True) for rows in _row_parts(len(regs), values.shape[1])]
+    parts = [functools.partial(text_lines, {k: v[rows] for k, v in text.items()}, values[rows],
+                               True) for rows in row_parts(len(regs), values.shape[1])]
     path = os.fspath(path)
     with atomic_path(path) as tmp:
         opener = gzip.open if path.endswith(".gz") else open
         with opener(tmp, "wb") as fh:
             fh.write(("\t".join(["GID", "UNIQID", "NAME", "GWEIGHT", *heads]) + "\n").encode())
             fh.write(("\t".join(["EWEIGHT", "", "", ""] + ["1"] * len(heads)) + "\n").encode())
-            _write_parts(fh, parts)
+            write_parts(fh, parts)
 
 
 def read_cdt(path: PathLike) -> pd.DataFrame:
