@@ -165,9 +165,11 @@ def _write_counts_text(df: pd.DataFrame, path: str, sep: str, gz: bool, threads:
     names = [str(c) for c in df.columns]
     if not _plain_names(names, special):
         return False
+    from . import reads
+
     floats = [v.dtype == np.float32 for _, v in df.items()]
     lead = floats.index(True) if any(floats) else len(floats)
-    if 0 < lead < len(floats) and all(floats[lead:]):
+    if reads._kernel is not None and 0 < lead < len(floats) and all(floats[lead:]):
         try:
             return _write_matrix_text(df, lead, names, path, sep, gz, threads)
         except _NotCounts:
@@ -217,9 +219,9 @@ def _text_array(values: np.ndarray, special: re.Pattern):
 def _write_matrix_text(df: pd.DataFrame, lead: int, names: list[str], path: str, sep: str,
                        gz: bool, threads: int) -> bool:
     """:func:`_write_counts_text` of a table whose first ``lead`` columns are text and
-    integers and the rest float32 (one pandas block: no copy is made). Raises _NotCounts
-    for a value that is not a whole number below 10⁹ (the file is then rewritten by
-    pandas)."""
+    integers and the rest float32, with the kernel (no copy of the block is made). Raises
+    _NotCounts for a value that is not a whole number below 10⁹ (the file is then
+    rewritten by pandas)."""
     from . import reads
 
     special = _quoted(sep)
@@ -229,9 +231,7 @@ def _write_matrix_text(df: pd.DataFrame, lead: int, names: list[str], path: str,
         if _text_array(values, special) is None:
             return False
         text[name] = values
-    block = df.iloc[:, lead:].to_numpy()
-    if reads._kernel is None or block.dtype != np.float32:
-        return False
+    block = df.iloc[:, lead:].to_numpy()      # float32: a view of pandas' block
 
     def part(rows: slice) -> bytes:
         values = np.empty((rows.stop - rows.start, block.shape[1]))

@@ -220,3 +220,17 @@ def test_matrices_are_written_in_parts_on_threads(tmp_path, fast_path_used, monk
     assert gzip.decompress(files[0]) == gzip.decompress(files[1]) == _pandas_text(df, "\t")
     if late != "fraction":
         assert files[0] == files[1] and files[0].count(b"\x1f\x8b\x08") > 100 // 7
+
+
+def test_count_tables_without_the_kernel_still_skip_pandas(tmp_path, fast_path_used,
+                                                           monkeypatch):
+    """Without the compiled kernel (the pysam fallback install) a matrix still goes through
+    Arrow's writer in one piece, in the same bytes."""
+    from bamcover import reads
+
+    monkeypatch.setattr(reads, "_kernel", None)
+    df = _counts()
+    path = tmp_path / "m.tsv.gz"
+    write_table(df, path, threads=2)
+    assert fast_path_used == [True]
+    assert _read(path) == _pandas_text(df, "\t")
