@@ -30,7 +30,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import BamcoverError
-from .outputs import atomic_path, row_parts, text_lines, write_parts
+from .outputs import GZIP_LEVEL, atomic_path, float_rows, row_parts, text_lines, write_parts
 
 Matrices = dict[tuple[str, str], pd.DataFrame]
 PathLike = str | os.PathLike
@@ -142,19 +142,8 @@ class Cube:
 
     def take(self, regions: np.ndarray) -> np.ndarray:
         """:attr:`values` of the regions numbered ``regions`` only."""
-        from . import reads
-
         rows = self.rows[regions]
-        data = self._data
-        if reads._kernel is not None and data.dtype in (np.float32, np.float64) \
-                and data.T.flags.c_contiguous:        # pandas' column layout: transpose back
-            out = np.empty((rows.size, len(self.offsets)))
-            reads._kernel.matrix_rows(data.T, np.ascontiguousarray(rows.reshape(-1)), out)
-            return out.reshape(*rows.shape, len(self.offsets))
-        out = np.full((*rows.shape, len(self.offsets)), np.nan)
-        have = rows >= 0
-        out[have] = data[rows[have]]
-        return out
+        return float_rows(self._data, rows.reshape(-1)).reshape(*rows.shape, -1)
 
     @functools.cached_property
     def _data(self) -> np.ndarray:
@@ -606,7 +595,7 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
              for piece in row_parts(len(rows), nb * ns)]
     line = ("@" + json.dumps(header, separators=(",", ":")) + "\n").encode()
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        write_parts(fh, [lambda: line, *parts], threads, gzip_level=6)
+        write_parts(fh, [lambda: line, *parts], threads, gzip_level=GZIP_LEVEL)
 
 
 def read_deeptools_matrix(path: PathLike) -> tuple[Matrices, dict]:
@@ -712,9 +701,12 @@ def write_cdt(matrix: pd.DataFrame, path: PathLike, *, channel: str | None = Non
     if channel is not None and channel not in c.channels:
         raise BamcoverError(f"channel {channel!r} not in the matrix ({c.channels})")
     idx = [c.channels.index(ch) for ch in channels]
-    values = c.values[:, idx, :].reshape(len(c.regions), -1)
-    if per_base:
-        values = values / c.bin_size
+
+    def values(rows: slice) -> np.ndarray:            # a part of the rows at a time
+        part = c.take(np.arange(rows.start, rows.stop))[:, idx, :].reshape(
+            rows.stop - rows.start, -1)
+        return part / c.bin_size if per_base else part
+
     if len(channels) == 1:
         heads = [str(int(o)) for o in c.offsets]
     else:
@@ -726,8 +718,8 @@ def write_cdt(matrix: pd.DataFrame, path: PathLike, *, channel: str | None = Non
             "UNIQID": uniq.to_numpy(dtype=object),
             "NAME": regs["name"].to_numpy(dtype=object),
             "GWEIGHT": np.ones(len(regs), dtype=np.int64)}
-    parts = [functools.partial(text_lines, {k: v[rows] for k, v in text.items()}, values[rows],
-                               True) for rows in row_parts(len(regs), values.shape[1])]
+    parts = [lambda rows=rows: text_lines({k: v[rows] for k, v in text.items()}, values(rows),
+                                          True) for rows in row_parts(len(regs), len(heads))]
     path = os.fspath(path)
     with atomic_path(path) as tmp:
         opener = gzip.open if path.endswith(".gz") else open

@@ -156,8 +156,7 @@ def _write_counts_text(df: pd.DataFrame, path: str, sep: str, gz: bool, threads:
     digits) about 20× faster: matrices are millions of cells. Leading text and integer
     columns before a block of float32 ones (a matrix) go through :func:`write_parts`,
     in parts on ``threads`` threads; other tables through Arrow's C++ CSV writer in one
-    piece. Returns False, when the table is not such a table, and the caller writes it
-    with pandas."""
+    piece. Returns False for any other table, which the caller then writes with pandas."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -167,7 +166,7 @@ def _write_counts_text(df: pd.DataFrame, path: str, sep: str, gz: bool, threads:
         return False
     from . import reads
 
-    floats = [v.dtype == np.float32 for _, v in df.items()]
+    floats = (df.dtypes == np.float32).tolist()
     lead = floats.index(True) if any(floats) else len(floats)
     if reads._kernel is not None and 0 < lead < len(floats) and all(floats[lead:]):
         try:
@@ -222,8 +221,6 @@ def _write_matrix_text(df: pd.DataFrame, lead: int, names: list[str], path: str,
     integers and the rest float32, with the kernel (no copy of the block is made). Raises
     _NotCounts for a value that is not a whole number below 10⁹ (the file is then
     rewritten by pandas)."""
-    from . import reads
-
     special = _quoted(sep)
     text = {}
     for name, (_, col) in zip(names[:lead], df.iloc[:, :lead].items(), strict=True):
@@ -234,14 +231,8 @@ def _write_matrix_text(df: pd.DataFrame, lead: int, names: list[str], path: str,
     block = df.iloc[:, lead:].to_numpy()      # float32: a view of pandas' block
 
     def part(rows: slice) -> bytes:
-        values = np.empty((rows.stop - rows.start, block.shape[1]))
-        if block.T.flags.c_contiguous:
-            reads._kernel.matrix_rows(block.T, np.arange(rows.start, rows.stop), values)
-        else:
-            values[:] = block[rows]
-        head = _arrow_csv({k: v[rows] for k, v in text.items()}, sep, False)
-        ends = np.flatnonzero(np.frombuffer(head, np.uint8) == 10)
-        out = reads._kernel.whole_rows(head, ends, values, False, ord(sep))
+        out = _whole_lines({k: v[rows] for k, v in text.items()},
+                           float_rows(block, np.arange(rows.start, rows.stop)), False, sep)
         if out is None:
             raise _NotCounts
         return out
@@ -279,18 +270,44 @@ def text_lines(text: Mapping[str, np.ndarray], values: np.ndarray, nan_as_empty:
 
     try:
         if reads._kernel is not None and text and len(values):
-            head = _arrow_csv(text, sep, nan_as_empty)
-            ends = np.flatnonzero(np.frombuffer(head, np.uint8) == 10)
-            if len(ends) == len(values):
-                out = reads._kernel.whole_rows(head, ends, np.ascontiguousarray(values),
-                                               nan_as_empty, ord(sep))
-                if out is not None:
-                    return out
+            out = _whole_lines(text, values, nan_as_empty, sep)
+            if out is not None:
+                return out
         return _arrow_csv({**text, **floats()}, sep, nan_as_empty)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         frame = pd.DataFrame({**text, **floats()})
         return frame.to_csv(sep=sep, header=False, index=False, lineterminator="\n",
                             na_rep="" if nan_as_empty else "nan").encode()
+
+
+def _whole_lines(text: Mapping[str, np.ndarray], values: np.ndarray, nan_as_empty: bool,
+                 sep: str) -> bytes | None:
+    """:func:`text_lines` by the kernel: pyarrow writes the ``text`` columns, the kernel
+    the values after them; None when a value is not a whole number below 10⁹."""
+    from . import reads
+
+    head = _arrow_csv(text, sep, nan_as_empty)        # raises for text needing quotes
+    ends = np.flatnonzero(np.frombuffer(head, np.uint8) == 10)
+    return reads._kernel.whole_rows(head, ends, np.ascontiguousarray(values, np.float64),
+                                    nan_as_empty, ord(sep))
+
+
+def float_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``data[rows]`` as float64, NaN for negative ``rows``. A matrix in pandas' column
+    layout (``data.T`` contiguous) is transposed back by the kernel, 64 rows at a time
+    (numpy's strided gather is several times slower)."""
+    from . import reads
+
+    rows = np.ascontiguousarray(rows, np.int64)
+    if reads._kernel is not None and data.dtype in (np.float32, np.float64) \
+            and data.T.flags.c_contiguous:
+        out = np.empty((len(rows), data.shape[1]))
+        reads._kernel.matrix_rows(data.T, rows, out)
+        return out
+    out = np.full((len(rows), data.shape[1]), np.nan)
+    have = rows >= 0
+    out[have] = data[rows[have]]
+    return out
 
 
 def _arrow_csv(columns: Mapping[str, np.ndarray], sep: str, nan_as_empty: bool) -> bytes:

@@ -228,6 +228,13 @@ def test_kernel_refuses_tables_and_rooms_too_small():
     for rows_, out in ((np.array([8, 0]), back), (np.array([0]), back)):
         with pytest.raises(ValueError, match="matrix_rows"):
             reads._kernel.matrix_rows(columns, rows_, out)
+    # the line writer: one head line per row of values, no more, no fewer
+    values = np.ones((2, 3))
+    assert reads._kernel.whole_rows(b"a\nb\n", np.array([1, 3]), values, False) == \
+        b"a\t1\t1\t1\nb\t1\t1\t1\n"
+    for head, ends in ((b"a\n", np.array([1])), (b"a\nb", np.array([1, 3]))):
+        with pytest.raises(ValueError, match="head lines and value rows"):
+            reads._kernel.whole_rows(head, ends, values, False)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
