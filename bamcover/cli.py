@@ -553,42 +553,18 @@ def clean(task, workdir):
 
 # --- figures -----------------------------------------------------------------------------
 
-def _load_plot_inputs(inputs, labels, kw):
-    """The files to plot, combined (one sample per single-sample file); or, when INPUTS
-    are region files and BAMs, the matrices of a fresh run with the given options."""
+def _load_plot_inputs(inputs: tuple[str, ...], labels: str | None):
+    """The files to plot, combined (one sample per single-sample file). Plots never
+    recompute coverage, so a BAM among INPUTS is an error that says what to run instead."""
     from .formats import load
 
+    if any(p.lower().endswith(".bam") for p in inputs):
+        raise BamcoverError("bamcover plot draws tables bamcover wrote; run 'bamcover "
+                            "profile ... --matrix m.parquet' first")
     names = labels.split(",") if labels else None
-    bams = [p for p in inputs if p.lower().endswith(".bam")]
-    run = {k: kw.pop(k) for k in ("reference_point", "upstream", "downstream", "bin_size",
-                                  "normalize")}
-    quiet = kw.pop("quiet")
-    if bams:
-        regions = [p for p in inputs if not p.lower().endswith(".bam")]
-        if not regions:
-            raise BamcoverError("a fresh run needs region files besides the BAMs")
-        options = _options(kw, **run)
-        return coverage(regions, bams, options, labels=names, progress=not quiet).matrices
     if names is not None and len(names) != len(inputs):
         raise BamcoverError(f"--labels gives {len(names)} labels for {len(inputs)} files")
     return load(list(inputs), sample=names)
-
-
-def fresh_run_options(func):
-    """Window options for plotting straight from REGIONS and BAMs (see 'bamcover profile')."""
-    opts = [
-        click.option("--reference-point", type=click.Choice(["start", "end", "center",
-                                                             "summit"]),
-                     default="center", show_default=True),
-        click.option("--upstream", "-u", type=int, default=2000, show_default=True),
-        click.option("--downstream", "-d", type=int, default=2000, show_default=True),
-        click.option("--bin-size", "-b", type=int, default=10, show_default=True),
-        click.option("--normalize", type=click.Choice(["none", "cpm", "rpkm"]),
-                     default="none", show_default=True),
-    ]
-    for opt in reversed(opts):
-        func = opt(func)
-    return read_options(func)
 
 
 def plot_options(func):
@@ -615,13 +591,13 @@ def plot_options(func):
     return func
 
 
-def _plot(kind: str, inputs, output, labels, dpi: int, run_kw: dict, **draw_kw) -> None:
-    """Load (or compute) what to plot, draw it with plotting.<kind>, save it atomically
-    with its provenance record."""
+def _plot(kind: str, inputs, output, labels, dpi: int, **draw_kw) -> None:
+    """Load what to plot, draw it with plotting.<kind>, save it atomically with its
+    provenance record."""
     from . import plotting
 
     plotting.check_figure_path(output)
-    data = _load_plot_inputs(inputs, labels, run_kw)
+    data = _load_plot_inputs(inputs, labels)
     plotting.save(getattr(plotting, kind)(data, **draw_kw), output, dpi=dpi)
     _record([output], list(inputs), None, {})
 
@@ -635,7 +611,6 @@ def plot():
 @plot.command(name="profile")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @plot_options
-@fresh_run_options
 @click.option("--band", type=click.Choice(["sem", "ci95", "none"]), default="sem",
               show_default=True,
               help="Shaded band: mean ± s.e.m., or bootstrap 95% CI over regions "
@@ -648,11 +623,10 @@ def plot():
               help="Rolling mean over this many bins.")
 @handle_errors
 def plot_profile(inputs, output, labels, reference_label, kb, units, title, dpi, band,
-                 n_boot, seed, smooth, **kw):
-    """Average coverage profile of INPUTS — files bamcover wrote, deepTools .mat.gz, or
-    REGIONS... BAM... for a fresh run: one line per sample × group (strand-wise: sense
-    solid, antisense dashed)."""
-    _plot("profile", inputs, output, labels, dpi, kw, band=None if band == "none" else band,
+                 n_boot, seed, smooth):
+    """Average coverage profile of INPUTS — files bamcover wrote or deepTools .mat.gz:
+    one line per sample × group (strand-wise: sense solid, antisense dashed)."""
+    _plot("profile", inputs, output, labels, dpi, band=None if band == "none" else band,
           n_boot=n_boot, seed=seed, smooth=smooth, reference_label=reference_label, kb=kb,
           title=title, units=units)
 
@@ -660,7 +634,6 @@ def plot_profile(inputs, output, labels, reference_label, kb, units, title, dpi,
 @plot.command(name="heatmap")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @plot_options
-@fresh_run_options
 @click.option("--sort", type=click.Choice(["mean", "keep", "kmeans"]), default="mean",
               show_default=True,
               help="Row order: mean coverage (descending, over all samples), input order, or "
@@ -679,11 +652,10 @@ def plot_profile(inputs, output, labels, reference_label, kb, units, title, dpi,
 @click.option("--no-profile", is_flag=True, help="No average profile above the panels.")
 @handle_errors
 def plot_heatmap(inputs, output, labels, reference_label, kb, units, title, dpi, sort,
-                 clusters, seed, sort_using, independent_scale, vmin, vmax, cmap, no_profile,
-                 **kw):
-    """Per-region heatmaps of INPUTS (matrix files, deepTools .mat.gz, or REGIONS... BAM...
-    for a fresh run), one panel per sample, regions in the same order in every panel."""
-    _plot("heatmap", inputs, output, labels, dpi, kw, sort=sort, k=clusters, seed=seed,
+                 clusters, seed, sort_using, independent_scale, vmin, vmax, cmap, no_profile):
+    """Per-region heatmaps of INPUTS (matrix files bamcover wrote or deepTools .mat.gz),
+    one panel per sample, regions in the same order in every panel."""
+    _plot("heatmap", inputs, output, labels, dpi, sort=sort, k=clusters, seed=seed,
           sort_using=list(sort_using) or None, shared_scale=not independent_scale,
           vmin=vmin, vmax=vmax, cmap=cmap, profile_on_top=not no_profile,
           reference_label=reference_label, kb=kb, title=title, units=units)

@@ -137,14 +137,26 @@ def test_cli_matrix_formats_by_suffix(tmp_path):
     assert lines[1].startswith("EWEIGHT") and len(lines) == 2 + 730
 
 
-def test_plot_from_a_fresh_run(tmp_path):
-    out = tmp_path / "h.png"
-    res = CliRunner().invoke(main, ["plot", "heatmap", str(SUMMITS), str(SE_CHIP), str(SE_CTRL),
-                                    "-f", "200", "-u", "500", "-d", "500", "-o", str(out), "-q"])
+def test_plot_after_profile_never_from_bams(tmp_path):
+    """bamcover plot replots what profile wrote; given BAMs it says so in one line."""
+    mat, out = tmp_path / "m.parquet", tmp_path / "h.png"
+    res = CliRunner().invoke(main, ["profile", str(SUMMITS), str(SE_CHIP), str(SE_CTRL),
+                                    "-f", "200", "-u", "500", "-d", "500", "-b", "10", "-q",
+                                    "-o", str(tmp_path / "p.tsv"), "--matrix", str(mat)])
+    assert res.exit_code == 0, res.stderr
+    res = CliRunner().invoke(main, ["plot", "heatmap", str(mat), "-o", str(out)])
     assert res.exit_code == 0, res.stderr
     assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 20_000
     record = json.loads((tmp_path / "h.png.provenance.json").read_text())
-    assert record["command"]["parameters"]["fragment_size"] == 200
+    assert record["command"]["parameters"]["inputs"] == [str(mat)]
+    bad = tmp_path / "b.png"
+    res = CliRunner().invoke(main, ["plot", "heatmap", str(SUMMITS), str(SE_CHIP), "-o",
+                                    str(bad)])
+    assert res.exit_code == 2 and not bad.exists()
+    assert res.stderr == ("bamcover: error: bamcover plot draws tables bamcover wrote; run "
+                          "'bamcover profile ... --matrix m.parquet' first\n")
+    res = CliRunner().invoke(main, ["plot", "profile", "--help"])
+    assert "--upstream" not in res.output and "--fragment-size" not in res.output
 
 
 @pytest.mark.parametrize("extra,message", [
