@@ -41,6 +41,11 @@ cdef extern from "htslib/hts.h" nogil:
         htsExactFormat format
     const htsFormat *hts_get_format(htsFile *fp)
 
+cdef extern from "htslib/hts_log.h" nogil:
+    cdef enum htsLogLevel:
+        HTS_LOG_OFF
+    void hts_set_log_level(htsLogLevel level)
+
 cdef extern from "htslib/sam.h" nogil:
     ctypedef struct sam_hdr_t:
         pass
@@ -73,6 +78,10 @@ cdef extern from "htslib/sam.h" nogil:
     int sam_itr_next(htsFile *htsfp, hts_itr_t *itr, bam1_t *r)
     int sam_read1(htsFile *fp, sam_hdr_t *h, bam1_t *b)
     hts_pos_t bam_endpos(const bam1_t *b)
+
+# htslib's own messages ('[E::bgzf_read] ...') would come on stderr before bamcover's one
+# line about the same broken file: every failure it reports reaches us as a return value.
+hts_set_log_level(HTS_LOG_OFF)
 
 cdef enum:
     BAM_FPAIRED = 0x1
@@ -323,7 +332,9 @@ cdef class BamReader:
         return buf.arrays()
 
     def count(self, dict rules):
-        """Number of records (fragments, with pairs) passing the filters in the whole file."""
+        """Number of records (fragments, with pairs) passing the filters in the whole file,
+        read front to back: the unplaced ``*`` records at its end count too (when the flags
+        let unmapped records in), as ``samtools view -c -F`` counts them."""
         cdef Rules r = make_rules(rules, 1 << 62)
         cdef int64_t total = 0, s, e
         cdef uint8_t rv
@@ -340,7 +351,7 @@ cdef class BamReader:
                     ret = sam_read1(fp, hdr, b)
                     if ret < 0:
                         break
-                    if b.core.tid >= 0 and interval(b, &r, &s, &e, &rv) != 0:
+                    if interval(b, &r, &s, &e, &rv) != 0:
                         total += 1
         finally:
             bam_destroy1(b)

@@ -23,6 +23,7 @@ Chromosome ends
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -54,6 +55,15 @@ def _load_kernel():
 
 
 _kernel = _load_kernel()
+
+
+def _pysam():
+    """pysam, with htslib's own stderr messages off: a broken BAM gives bamcover's one
+    line, not ``[E::bgzf_read] ...`` lines before it (pysam raises for each of them)."""
+    import pysam
+
+    pysam.set_verbosity(0)
+    return pysam
 #: the record reader in use: 'htslib-system', 'htslib-pysam' or 'pysam' (the fallback)
 KERNEL = "pysam" if _kernel is None else f"htslib-{_kernel.HTSLIB}"
 
@@ -116,8 +126,7 @@ def _header(path: str) -> tuple[str, dict[str, int]]:
     """The header text and reference lengths (the kernel's reader, else pysam's)."""
     if _kernel is not None:
         return _kernel.bam_header(path)
-    import pysam
-
+    pysam = _pysam()
     with pysam.AlignmentFile(path, "rb", check_sq=False) as bam:
         return str(bam.header), dict(zip(bam.references, bam.lengths, strict=True))
 
@@ -127,8 +136,7 @@ def _build_index(path: str, allowed: bool) -> str:
     if not allowed or not os.access(directory, os.W_OK):
         raise BamcoverError(f"{path}: BAM has no index (.bai/.csi) and its directory is not "
                             "writable; run 'samtools index'")
-    import pysam
-
+    pysam = _pysam()
     try:
         pysam.index(path)
     except pysam.SamtoolsError as exc:
@@ -169,7 +177,9 @@ def intervals(bam: Bam, chrom: str, starts: np.ndarray, ends: np.ndarray,
 
 
 def library_size(bam: Bam, rules: dict[str, int]) -> int:
-    """Records (fragments, with pairs) in the whole BAM that pass the filters."""
+    """Records (fragments, with pairs) in the whole BAM that pass the filters, read front
+    to back: with flags that let unmapped records in, the unplaced ones (``*``, after the
+    last chromosome) count too, as ``samtools view -c`` counts them."""
     try:
         if _kernel is not None:
             return _kernel.BamReader(bam.path, bam.index).count(rules)
@@ -211,10 +221,8 @@ def _py_interval(read, rules: dict[str, int], length: int):
 
 
 def _py_intervals(bam: Bam, chrom, length, starts, ends, rules):
-    import pysam
-
     out_s, out_e, out_r = [], [], []
-    with pysam.AlignmentFile(bam.path, "rb", index_filename=bam.index) as fh:
+    with _py_reading(bam, f" while reading {chrom}") as fh:
         previous_end = -1
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             for read in fh.fetch(chrom, start, end):
@@ -231,11 +239,27 @@ def _py_intervals(bam: Bam, chrom, length, starts, ends, rules):
 
 
 def _py_library_size(bam: Bam, rules):
-    import pysam
-
     n = 0
-    with pysam.AlignmentFile(bam.path, "rb", index_filename=bam.index) as fh:
-        for read in fh.fetch(until_eof=True):
-            if read.reference_id >= 0 and _py_interval(read, rules, 1 << 62) is not None:
+    with _py_reading(bam, "") as fh:
+        for read in fh.fetch(until_eof=True):     # every record, the unplaced ones too
+            if _py_interval(read, rules, 1 << 62) is not None:
                 n += 1
     return n
+
+
+@contextlib.contextmanager
+def _py_reading(bam: Bam, where: str):
+    """The BAM opened with pysam; its read errors (and the close that fails after them)
+    become the kernel's one line."""
+    pysam = _pysam()
+    try:
+        fh = pysam.AlignmentFile(bam.path, "rb", index_filename=bam.index)
+    except (OSError, ValueError) as exc:
+        raise OSError(f"{bam.path}: cannot open as BAM ({exc})") from None
+    try:
+        yield fh
+    except OSError as exc:
+        raise OSError(f"{bam.path}: corrupt or truncated BAM{where} ({exc})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            fh.close()
