@@ -580,8 +580,10 @@ def plot_options(func):
                           "[from the file, else 'reference point']."),
         click.option("--kb/--bp", "kb", default=None,
                      help="x axis in kb or bp [kb when the window is wider than 4 kb]."),
-        click.option("--units", type=click.Choice(["reads", "CPM"]), default=None,
-                     help="Unit of the values for the axis labels [from the file, else reads]."),
+        click.option("--units", type=click.Choice(["reads", "CPM", "log2 ratio", "difference"]),
+                     default=None,
+                     help="Unit of the values [from the file or its provenance record, else "
+                          "reads]; a log2 ratio is drawn as it is, the others per base."),
         click.option("--title", default=None),
         click.option("--dpi", type=int, default=150, show_default=True,
                      help="Resolution of PNG output."),
@@ -646,9 +648,13 @@ def plot_profile(inputs, output, labels, reference_label, kb, units, title, dpi,
               help="Sort/cluster on this sample only (repeatable) [all samples].")
 @click.option("--independent-scale", is_flag=True,
               help="One colour scale per panel instead of one shared scale.")
-@click.option("--vmin", type=float, default=None, help="Colour scale minimum [1st percentile].")
-@click.option("--vmax", type=float, default=None, help="Colour scale maximum [99th percentile].")
-@click.option("--cmap", default="Reds", show_default=True, help="matplotlib colour map.")
+@click.option("--vmin", type=float, default=None,
+              help="Colour scale minimum [1st percentile; signed data: -max(|1st|, |99th|)].")
+@click.option("--vmax", type=float, default=None,
+              help="Colour scale maximum [99th percentile; signed data: max(|1st|, |99th|)].")
+@click.option("--cmap", default=None,
+              help="matplotlib colour map [Reds; RdBu_r centred on 0 for signed data: control "
+                   "runs, negative values].")
 @click.option("--no-profile", is_flag=True, help="No average profile above the panels.")
 @handle_errors
 def plot_heatmap(inputs, output, labels, reference_label, kb, units, title, dpi, sort,

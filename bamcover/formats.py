@@ -10,9 +10,11 @@ The data model shared by the API, the plots and the files:
   bin's *sum* of per-base coverage). Several samples and region groups are a dict
   ``{(sample, group): matrix}``.
 
-Optional ``DataFrame.attrs``: ``units`` (``"reads"``, ``"CPM"``, or ``"signal"`` when the
-unit is unknown, e.g. a deepTools matrix from a bigWig) and ``reference_point``. They are kept
-in parquet files and in the deepTools matrix header; TSV files lose them.
+Optional ``DataFrame.attrs``: ``units`` (``"reads"``, ``"CPM"``, ``"log2 ratio"`` or
+``"difference"`` for control runs, or ``"signal"`` when the unit is unknown, e.g. a deepTools
+matrix from a bigWig), ``reference_point`` and, for control runs, ``controls`` (``{sample:
+control label}``). They are kept in parquet files and in the deepTools matrix header; TSV
+files lose them, and :func:`load` reads them back from the provenance record beside the file.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ _DEFAULT_GROUP = "regions"
 #: attrs key of scale-regions tables: the scaled body's length (their bins hold per-base
 #: means, not sums; offsets 0 … body_length are the body)
 BODY = "body_length"
+#: ``units`` of control runs (``--control``): log2((sample + p) / (control + p)), sample − control
+LOG2_RATIO, DIFFERENCE = "log2 ratio", "difference"
+CONTROL_UNITS = (LOG2_RATIO, DIFFERENCE)
+#: attrs key of control runs: ``{sample: control label}``
+CONTROLS = "controls"
 
 
 # ----------------------------------------------------------------------------------------
@@ -71,6 +78,12 @@ def units_of(df: pd.DataFrame | None) -> str | None:
     return None
 
 
+def summed(units: str | None) -> bool:
+    """Whether a bin's value adds up its bases (reads, CPM, differences of them), so that
+    bin / bin size is a per-base value; a log2 ratio of two bins' sums does not."""
+    return units != LOG2_RATIO
+
+
 def body_length_of(*frames) -> int | None:
     """The scaled body length that the frames' attrs record (scale-regions data), or None
     (reference-point data). Frames that disagree are an error: they cannot share an axis."""
@@ -83,18 +96,42 @@ def body_length_of(*frames) -> int | None:
     return body or None
 
 
-def _recorded_body_length(path: str) -> int | None:
-    """Scale-regions body length from the provenance record written beside ``path``."""
+def _recorded(path: str) -> dict:
+    """What a TSV cannot keep, from the provenance record written beside ``path``: the
+    scale-regions body length (``body_length``) and, for a control run, its ``units``
+    (``operation``) and ``controls``, ``{sample: control label}``."""
     try:
         with open(path + ".provenance.json") as fh:
             record = json.load(fh)
     except (OSError, ValueError):
-        return None
+        return {}
+    out: dict = {}
     for key in ("options", "task_options"):
         opts = record.get(key) or {}
         if opts.get("scale_regions"):
-            return int(opts["body_length"])
-    return None
+            out[BODY] = int(opts["body_length"])
+            break
+    params = (record.get("command") or {}).get("parameters") or {}
+    if params.get("control"):
+        operation = (record.get("options") or {}).get("operation") or params.get("operation")
+        out["units"] = LOG2_RATIO if operation == "log2" else DIFFERENCE
+        out[CONTROLS] = _controls(params)
+    return out
+
+
+def _controls(params: dict) -> dict[str, str]:
+    """``{sample: control label}`` of a ``bamcover profile --control`` run from its
+    parameters: samples labelled as the run labelled them (``--labels``, else BAM names), one
+    control for every sample or one per sample; a control is labelled by its file name
+    without ``.bam``. ``{}`` when they do not match."""
+    bams = [os.path.basename(p) for p in params.get("inputs") or []
+            if str(p).lower().endswith(".bam")]
+    samples = params["labels"].split(",") if params.get("labels") else [b[:-4] for b in bams]
+    controls = [os.path.basename(p)[:-4] if p.lower().endswith(".bam") else os.path.basename(p)
+                for p in str(params["control"]).split(",")]
+    if len(controls) == 1:
+        controls *= len(samples)
+    return dict(zip(samples, controls, strict=True)) if len(controls) == len(samples) else {}
 
 
 def bin_size_of(offsets) -> int:
@@ -467,7 +504,8 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
     deepTools sees per-base mean coverage exactly as its own ``computeMatrix`` on a
     1-bp-resolution coverage bigWig would give (``bamCoverage --binSize 1``). NaN (bins beyond
     a chromosome end) is written as ``nan``, which deepTools masks. Scale-regions bins
-    already hold per-base means and are written as they are.
+    already hold per-base means, and log2 ratios (control runs) are not sums: both are
+    written as they are.
 
     Parameters
     ----------
@@ -575,13 +613,14 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
                      **({"scale-regions": True, "values": "per-base mean coverage"}
                         if body_length else
                         {"reference point": reference_point,
-                         "values": "per-base mean coverage (bin sum / bin size)"})},
+                         "values": "per-base mean coverage (bin sum / bin size)"
+                         if summed(units) else f"{units} per bin (as computed)"})},
     }
     def part(g: str, rows: np.ndarray) -> bytes:
         regs = cubes[(samples[0], g)].regions.iloc[rows]
         vals = [cubes[(s, g)].take(rows).reshape(len(rows), -1) for s in samples]
         vals = vals[0] if len(vals) == 1 else np.concatenate(vals, axis=1)
-        if size != 1 and not body_length:
+        if size != 1 and not body_length and summed(units):
             vals /= size
         text = {"chrom": regs["chrom"].to_numpy(dtype=object),
                 "start": regs["start"].to_numpy(dtype=np.int64),
@@ -609,7 +648,8 @@ def read_deeptools_matrix(path: PathLike) -> tuple[Matrices, dict]:
     column per bin labelled by its first offset ``-upstream + i × bin size``), and ``meta``,
     the JSON header (per-sample entries as lists). NaN is kept. deepTools stores per-bin
     *means*; they are multiplied by the bin size so that the values are bin sums like
-    bamcover's (plots divide by the bin size again, so they show deepTools' numbers).
+    bamcover's (plots divide by the bin size again, so they show deepTools' numbers); the
+    log2 ratios of a bamcover control run were written as they are and are read so.
     Scaled-region matrices (``computeMatrix scale-regions``) are refused: their bins are not
     offsets from a reference point.
     """
@@ -660,7 +700,7 @@ def read_deeptools_matrix(path: PathLike) -> tuple[Matrices, dict]:
         by_sample: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
         for si, (smp, ch) in enumerate(columns):
             size = int(meta["bin size"][si])
-            block = values[rows, sb[si]:sb[si + 1]] * size
+            block = values[rows, sb[si]:sb[si + 1]] * (size if summed(units) else 1)
             offs = -int(meta["upstream"][si]) + size * np.arange(block.shape[1])
             by_sample.setdefault(str(smp), []).append((str(ch), offs, block))
         for smp, parts in by_sample.items():
@@ -833,10 +873,21 @@ def load(path: PathLike | list[PathLike], *, sample: str | list[str] | None = No
     if not os.path.exists(path):
         raise BamcoverError(f"{path}: no such file")
     loaded = _load_one(path, sample, group)
-    body = loaded.profile.attrs.get(BODY) or loaded.meta.get(BODY) or _recorded_body_length(path)
-    if body:            # a TSV keeps no attrs: the run's provenance record says it
-        for frame in [loaded.profile, *(loaded.matrices or {}).values()]:
+    recorded = _recorded(path)      # a TSV keeps no attrs: the run's provenance record says
+    frames = [loaded.profile, *(loaded.matrices or {}).values()]
+    body = loaded.profile.attrs.get(BODY) or loaded.meta.get(BODY) or recorded.get(BODY)
+    units = None if loaded.meta.get("units") else recorded.get("units")
+    controls = recorded.get(CONTROLS)
+    if controls and len(controls) == 1 and \
+            _ordered_unique(loaded.profile["sample"].astype(str)) == [sample]:
+        controls = {sample: next(iter(controls.values()))}     # the caller's label for it
+    for frame in frames:
+        if body:
             frame.attrs[BODY] = int(body)
+        if units:
+            frame.attrs["units"] = units
+        if controls and not frame.attrs.get(CONTROLS):
+            frame.attrs[CONTROLS] = controls
     return loaded
 
 
@@ -883,10 +934,17 @@ def combine(parts: list[Loaded]) -> Loaded:
     must be distinct)."""
     profiles = [p.profile for p in parts]
     body = body_length_of(*profiles)
+    units = _ordered_unique(u for p in profiles if (u := units_of(p))) or ["reads"]
+    if len(units) > 1 and set(units) & set(CONTROL_UNITS):
+        raise BamcoverError(f"tables in {units} cannot share an axis; plot control runs "
+                            "(log2 ratio, difference) only with tables of the same unit")
+    controls = {k: v for p in profiles for k, v in (p.attrs.get(CONTROLS) or {}).items()}
     prof = pd.concat(profiles, ignore_index=True)
-    prof.attrs["units"] = _first_units(profiles) or "reads"
+    prof.attrs["units"] = units[0]
     if body:
         prof.attrs[BODY] = body
+    if controls:
+        prof.attrs[CONTROLS] = controls
     dup = prof.duplicated(["sample", "group", "channel", "offset"])
     if dup.any():
         row = prof.loc[dup].iloc[0]

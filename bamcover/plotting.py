@@ -8,7 +8,10 @@ atomically.
 Inputs are anything :func:`bamcover.formats.load` returns or reads (a path), a tidy or wide
 profile table, a bamcover matrix, or ``{(sample, group): matrix}``. Coverage is plotted **per
 base** (bamcover's bin sums divided by the bin size), i.e. mean read depth, so numbers do not
-depend on the bin size and match deepTools' ``plotProfile``/``plotHeatmap``.
+depend on the bin size and match deepTools' ``plotProfile``/``plotHeatmap``. Control runs are
+plotted in their own units: a log2 ratio as it is (it is not a sum over the bin's bases), a
+difference per base like coverage; both, and any data with negative values, are *signed*:
+heatmaps use a diverging colour map centred on 0.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ BANDS = ("sem", "ci95", None)
 SORTS = ("mean", "keep", "kmeans")
 FORMATS = ("png", "pdf", "svg")
 _COLOURS = mpl.colormaps["tab10"].colors
+#: heatmap colour maps: coverage, and signed data (control runs, negative values) around 0
+CMAP, SIGNED_CMAP = "Reds", "RdBu_r"
 _LINESTYLE = {"antisense": "--"}
 
 
@@ -81,10 +86,43 @@ def _unit_label(units: str | None) -> str | None:
     return units if units in ("reads", "CPM") else None
 
 
-def _per_base(body: int | None, bin_size: int) -> int:
-    """What a bin's value is divided by for per-base coverage: its bases, for the sums of
-    reference-point data; 1 for scale-regions bins, which already hold per-base means."""
-    return 1 if body else bin_size
+def _per_base(body: int | None, bin_size: int, units: str | None) -> int:
+    """What a bin's value is divided by for per-base values: its bases, for the sums of
+    reference-point data; 1 for scale-regions bins, which already hold per-base means, and
+    for log2 ratios, which are not sums."""
+    return 1 if body or not formats.summed(units) else bin_size
+
+
+def _signed(units: str | None, values: np.ndarray) -> bool:
+    """Data drawn around 0: a control run's log2 ratio or difference, or negative values."""
+    return units in formats.CONTROL_UNITS or bool(np.nanmin(values, initial=0) < 0)
+
+
+def _value_label(units: str | None, samples: Sequence[str], *frames) -> str:
+    """What the values are, for the y axis and the colour bar: ``"mean coverage (reads)"``,
+    or for a control run ``"log2(ChIP/input)"`` / ``"difference (ChIP − input)"`` with the
+    sample and control labels the data record (``"sample"`` for several samples with one
+    control), else ``"log2 ratio"`` / ``"difference (sample − control)"``."""
+    if units not in formats.CONTROL_UNITS:
+        unit = _unit_label(units)
+        return f"mean coverage ({unit})" if unit else "mean signal"
+    controls: dict[str, str] = {}
+    for f in frames:
+        if f is not None:
+            controls.update(f.attrs.get(formats.CONTROLS) or {})
+    known = {controls.get(s) for s in samples}
+    pair = None
+    if len(samples) == 1 and len(controls) == 1:    # also a file named m.parquet: its run's
+        pair = next(iter(controls.items()))         # sample and control
+    elif len(known) == 1 and None not in known:
+        pair = (samples[0] if len(samples) == 1 else "sample", known.pop())
+    if units == formats.LOG2_RATIO:
+        return f"log2({pair[0]}/{pair[1]})" if pair else "log2 ratio"
+    return "difference ({} − {})".format(*(pair or ("sample", "control")))
+
+
+def _zero_line(ax: Axes) -> None:
+    ax.axhline(0, color="0.45", lw=0.8, zorder=0)
 
 
 def _marks(body: int | None, ref: str) -> list[tuple[int, str]]:
@@ -223,8 +261,10 @@ def profile(data, *, ax: Axes | None = None, band: str | None = "sem", n_boot: i
     kb
         x axis in kb (True) or bp (False); default kb when the window is wider than 4 kb.
     units
-        ``"reads"`` or ``"CPM"`` for the y label; default from the data (``"reads"`` unless
-        it says it was normalised; ``"signal"`` for deepTools matrices of unknown unit).
+        ``"reads"``, ``"CPM"``, ``"log2 ratio"`` or ``"difference"``; default from the data
+        (``"reads"`` unless it says it was normalised or is a control run; ``"signal"`` for
+        deepTools matrices of unknown unit). A log2 ratio is drawn as it is, not per base,
+        labelled ``log2(<sample>/<control>)``; signed data get a line at 0.
 
     Strand-wise data: ``sense`` solid, ``antisense`` dashed, same colour per sample × group.
     Each bin's value is drawn at the bin's centre; the x axis spans the whole window.
@@ -257,7 +297,7 @@ def profile(data, *, ax: Axes | None = None, band: str | None = "sem", n_boot: i
         colour = _COLOURS[i % len(_COLOURS)]
         part = prof[(prof["sample"].astype(str) == smp) & (prof["group"].astype(str) == grp)]
         size = sizes[(smp, grp)]
-        per_base = _per_base(body, size)
+        per_base = _per_base(body, size, units)
         for ch, rows in part.groupby("channel", sort=False):
             rows = rows.sort_values("offset")
             x = (rows["offset"].to_numpy(np.float64) + (size - 1) / 2) / div
@@ -287,10 +327,12 @@ def profile(data, *, ax: Axes | None = None, band: str | None = "sem", n_boot: i
                 va="bottom", fontsize="small", color="0.3")
     ax.set_xlabel(f"position, body scaled to {body} bp ({'kb' if use_kb else 'bp'})" if body
                   else f"distance from {ref} ({'kb' if use_kb else 'bp'})")
-    unit = _unit_label(units)
-    ax.set_ylabel(ylabel or (f"mean coverage ({unit})" if unit else "mean signal"))
-    ymin = np.nanmin(prof["mean"].to_numpy(np.float64)) if len(prof) else 0
-    if ymin >= 0:
+    ax.set_ylabel(ylabel or _value_label(units, list(dict.fromkeys(s for s, _ in keys)),
+                                         prof, *(mats or {}).values()))
+    means = prof["mean"].to_numpy(np.float64)
+    if _signed(units, means):
+        _zero_line(ax)
+    else:
         ax.set_ylim(bottom=0)
     ax.spines[["top", "right"]].set_visible(False)
     note = {"sem": "shaded: ± s.e.m.", "ci95": "shaded: 95% CI (bootstrap)"}.get(band)
@@ -329,6 +371,7 @@ def row_order(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
     if not mats:
         raise BamcoverError("a heatmap needs per-region matrices (bamcover profile --matrix)")
     body = formats.body_length_of(*mats.values())
+    units = formats.units_of(next(iter(mats.values())))
     samples, groups, cubes = formats.aligned_cubes(mats)
     using = [sort_using] if isinstance(sort_using, str) else (
         list(sort_using) if sort_using else samples)
@@ -342,7 +385,8 @@ def row_order(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
         parts_g = [cubes[(s, g)] for s in using]
         sums = np.concatenate([c.values.reshape(len(c.regions), -1) for c in parts_g], axis=1)
         sizes = np.concatenate([np.full(c.values.shape[1] * c.values.shape[2],
-                                        _per_base(body, c.bin_size), dtype=np.float64)
+                                        _per_base(body, c.bin_size, units),
+                                        dtype=np.float64)
                                 for c in parts_g])
         feats = sums / sizes
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -379,7 +423,7 @@ def row_order(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
 def heatmap(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
             sort_using: str | Sequence[str] | None = None, shared_scale: bool = True,
             vmin: float | None = None, vmax: float | None = None,
-            percentiles: tuple[float, float] = (1, 99), cmap: str = "Reds",
+            percentiles: tuple[float, float] = (1, 99), cmap: str | None = None,
             profile_on_top: bool = True, reference_label: str | None = None,
             kb: bool | None = None, title: str | None = None, units: str | None = None,
             figsize: tuple[float, float] | None = None) -> Figure:
@@ -392,11 +436,14 @@ def heatmap(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
     With ``shared_scale`` (default) all panels share one colour scale (one colour bar on the
     right) and the profiles above share their y axis; otherwise each panel has its own scale
     and colour bar. ``vmin``/``vmax`` default to the ``percentiles`` of the values shown
-    (pooled over panels when shared). ``profile_on_top`` draws each block's mean profile
+    (pooled over panels when shared); ``cmap`` to ``"Reds"``. Signed data (a control run's
+    log2 ratio or difference, or any negative value) default to ``"RdBu_r"`` on limits
+    symmetric around 0, ± the larger magnitude of the two percentiles, so that 0 is the
+    map's middle colour. ``profile_on_top`` draws each block's mean profile
     above its panel. Each panel's Axes is labelled ``"heatmap\t<sample>\t<channel>"`` (profiles
     ``"profile\t…"``, colour bars ``"colorbar"``) for programmatic access.
     """
-    if cmap not in mpl.colormaps:
+    if cmap is not None and cmap not in mpl.colormaps:
         raise BamcoverError(f"unknown colour map {cmap!r} (matplotlib names, e.g. Reds, "
                             "viridis, magma_r, RdYlBu_r)")
     prof, mats = _resolve(data, need_matrices=True)
@@ -420,13 +467,18 @@ def heatmap(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
         for g in groups:
             c = cubes[(s, g)]
             idx = order.loc[order["group"] == g, "region"].to_numpy()
-            rows.append(c.values[idx, c.channels.index(ch), :] / _per_base(body, c.bin_size))
+            rows.append(c.values[idx, c.channels.index(ch), :]
+                        / _per_base(body, c.bin_size, units))
         images.append(np.concatenate(rows, axis=0))
+    signed = _signed(units, np.concatenate([img.ravel() for img in images]))
     blocks = [(b, int((order["block"] == b).sum())) for b in dict.fromkeys(order["block"])]
     bounds = np.cumsum([0] + [n for _, n in blocks])
 
     def limits(values: list[np.ndarray]) -> tuple[float, float]:
         pooled = np.concatenate([v[~np.isnan(v)] for v in values]) if values else np.zeros(0)
+        if signed and vmin is None and vmax is None:     # 0 in the middle of the map
+            m = float(np.abs(np.percentile(pooled, percentiles)).max()) if pooled.size else 0
+            return (-m, m) if m > 0 else (-1.0, 1.0)
         a = vmin if vmin is not None else (float(np.percentile(pooled, percentiles[0]))
                                            if pooled.size else 0.0)
         b = vmax if vmax is not None else (float(np.percentile(pooled, percentiles[1]))
@@ -445,13 +497,15 @@ def heatmap(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
     widths = [1.0] * npanel + ([0.07] if shared_scale else [])
     grid = fig.add_gridspec(nrows, ncols, height_ratios=heights, width_ratios=widths)
     hrow = 1 if profile_on_top else 0
-    cmap_obj = mpl.colormaps[cmap].with_extremes(bad="0.82")
+    cmap_obj = mpl.colormaps[cmap or (SIGNED_CMAP if signed else CMAP)].with_extremes(
+        bad="0.82")
     shared_limits = limits(images) if shared_scale else None
     block_colours = [_COLOURS[i % len(_COLOURS)] for i in range(len(blocks))] \
         if len(blocks) > 1 else ["0.15"]
     ref = _reference_label(reference_label, *mats.values())
     unit = _unit_label(units)
-    bar_label = f"coverage ({unit})" if unit else "signal"
+    value_label = _value_label(units, samples, prof, *mats.values())
+    bar_label = value_label.removeprefix("mean ")
     first_prof = None
     for p, ((s, ch), img) in enumerate(zip(panels, images, strict=True)):
         ax = fig.add_subplot(grid[hrow, p])
@@ -502,9 +556,12 @@ def heatmap(data, *, sort: str = "mean", k: int = 3, seed: int = 0,
                 pax.axvline(at / div, color="0.45", lw=0.8, ls=":", zorder=0)
             pax.tick_params(axis="x", labelbottom=False)
             pax.spines[["top", "right"]].set_visible(False)
-            pax.set_ylim(bottom=0) if np.nanmin(img) >= 0 else None
+            if signed:
+                _zero_line(pax)
+            else:
+                pax.set_ylim(bottom=0)
             if p == 0:
-                pax.set_ylabel(f"mean coverage\n({unit})" if unit else "mean signal",
+                pax.set_ylabel(f"mean coverage\n({unit})" if unit else value_label,
                                fontsize="small")
                 first_prof = pax
             elif shared_scale:

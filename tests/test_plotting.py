@@ -16,7 +16,7 @@ from bamcover import formats, plotting
 from bamcover.errors import BamcoverError
 from bamcover.outputs import write_table
 
-from .conftest import SE_CHIP, SUMMITS, WINDOW
+from .conftest import SE_CHIP, SE_CTRL, SUMMITS, WINDOW
 
 
 @pytest.fixture(scope="module")
@@ -330,3 +330,137 @@ def test_collected_tables_name_their_body_in_task_options(tmp_path):
         if record is not None:
             (tmp_path / f"{name}.tsv.provenance.json").write_text(json.dumps(record))
         assert formats.load(path).profile.attrs.get("body_length") == want
+
+
+# --- control runs: log2 ratios and differences ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def control_runs(tmp_path_factory):
+    """The files 'bamcover profile --control' writes, in every format plots read back: a
+    log2 run as TSV profile + parquet matrix and as parquet profile + deepTools .mat.gz, and
+    a subtract run (sample labelled ChIP) as TSV profile + .mat.gz."""
+    from click.testing import CliRunner
+
+    from bamcover.cli import main
+
+    out = tmp_path_factory.mktemp("control")
+    runs = {"log2": ("p.tsv", "m.parquet", []), "log2b": ("p.parquet", "m.mat.gz", []),
+            "subtract": ("s.tsv", "s.mat.gz", ["--operation", "subtract", "--labels", "ChIP"])}
+    for prof, mat, extra in runs.values():
+        ran = CliRunner().invoke(main, ["profile", str(SUMMITS), str(SE_CHIP), "--control",
+                                        str(SE_CTRL), "-f", "200", "-u", "1000", "-d", "1000",
+                                        "-b", "10", "-q", "-o", str(out / prof), "--matrix",
+                                        str(out / mat), *extra])
+        assert ran.exit_code == 0, ran.stderr
+    return out
+
+
+def _zero_lines(ax):
+    return [line for line in ax.get_lines()
+            if not line.get_gid() and list(line.get_ydata()) == [0, 0]]
+
+
+def test_log2_control_profile_is_drawn_as_computed_and_labelled_as_a_ratio(control_runs):
+    """A log2 ratio is not a sum over the bin's bases: plotted as the table holds it (not
+    divided by the bin size), labelled log2(sample/control) from the run's provenance, with
+    a line at 0, from each format a control run writes."""
+    import pandas as pd
+
+    table = pd.read_csv(control_runs / "p.tsv", sep="\t")
+    assert table["mean"].min() < 0 < table["mean"].max()
+    for name in ("p.tsv", "m.parquet", "p.parquet", "m.mat.gz"):
+        (ax,) = plotting.profile(control_runs / name).axes
+        (line,) = _data_lines(ax)
+        np.testing.assert_allclose(line.get_ydata(), table["mean"], rtol=1e-12, err_msg=name)
+        assert ax.get_ylabel() == "log2(ctcf_se_chip/ctcf_se_ctrl)", name
+        assert len(_zero_lines(ax)) == 1 and ax.get_ylim()[0] < 0, name
+    # the API's tables say log2 ratio in their attrs; without provenance no labels are known
+    cov = bamcover.coverage(SUMMITS, SE_CHIP, control=SE_CTRL, **WINDOW)
+    assert plotting.profile(cov.profile).axes[0].get_ylabel() == "log2 ratio"
+
+
+def test_log2_control_heatmap_diverges_around_zero(control_runs):
+    """Signed data get a diverging map, limits ± max(|1st|, |99th| percentile) so that 0 is
+    the middle colour, the values as computed, and the ratio on the colour bar; the user's
+    --cmap/--vmin/--vmax still win."""
+    import pandas as pd
+
+    values = pd.read_parquet(control_runs / "m.parquet").iloc[:, 7:].to_numpy(np.float64)
+    m = max(abs(np.nanpercentile(values, 1)), abs(np.nanpercentile(values, 99)))
+    for name in ("m.parquet", "m.mat.gz"):
+        fig = plotting.heatmap(control_runs / name, sort="keep")
+        (ax,), (bar,), (pax,) = (_axes(fig, k) for k in ("heatmap", "colorbar", "profile"))
+        (im,) = ax.get_images()
+        assert im.get_cmap().name.startswith("RdBu_r"), name
+        assert im.norm.vmin == -im.norm.vmax and im.norm.vmax == pytest.approx(m), name
+        np.testing.assert_allclose(np.ma.filled(im.get_array(), np.nan), values,
+                                   equal_nan=True, err_msg=name)
+        assert bar.get_ylabel() == "log2(ctcf_se_chip/ctcf_se_ctrl)"
+        assert pax.get_ylabel() == "log2(ctcf_se_chip/ctcf_se_ctrl)"
+        assert len(_zero_lines(pax)) == 1
+    fig = plotting.heatmap(control_runs / "m.parquet", cmap="viridis", vmin=-1, vmax=3)
+    (im,) = _axes(fig, "heatmap")[0].get_images()
+    assert im.get_cmap().name.startswith("viridis") and im.get_clim() == (-1, 3)
+    # the deepTools export holds the ratios as they are, so deepTools shows them too
+    import gzip
+
+    with gzip.open(control_runs / "m.mat.gz", "rt") as fh:
+        fh.readline()
+        row = np.array(fh.readline().split("\t")[6:], dtype=np.float64)
+    np.testing.assert_array_equal(row, values[0])
+
+
+def test_subtract_control_is_a_difference_per_base(control_runs):
+    """A difference adds up like coverage (drawn per base, as deepTools would), labelled
+    with the run's sample label and control, on a diverging map."""
+    import pandas as pd
+
+    table = pd.read_csv(control_runs / "s.tsv", sep="\t")
+    (ax,) = plotting.profile(control_runs / "s.tsv").axes
+    np.testing.assert_allclose(_data_lines(ax)[0].get_ydata(), table["mean"] / 10)
+    assert ax.get_ylabel() == "difference (ChIP − ctcf_se_ctrl)"
+    fig = plotting.heatmap(control_runs / "s.mat.gz")
+    (im,) = _axes(fig, "heatmap")[0].get_images()
+    assert im.get_cmap().name.startswith("RdBu_r") and im.norm.vmin == -im.norm.vmax
+    assert _axes(fig, "colorbar")[0].get_ylabel() == "difference (ChIP − ctcf_se_ctrl)"
+
+
+def test_negative_values_are_signed_too(chip):
+    """Any data with negative values (here ChIP minus its regions' mean) diverge around 0;
+    coverage keeps its sequential map and a y axis from 0."""
+    centred = chip.astype(np.float64).sub(chip.astype(np.float64).mean(axis=1), axis=0)
+    (im,) = _axes(plotting.heatmap(centred), "heatmap")[0].get_images()
+    assert im.get_cmap().name.startswith("RdBu_r") and im.norm.vmin == -im.norm.vmax
+    (im,) = _axes(plotting.heatmap(chip), "heatmap")[0].get_images()
+    assert im.get_cmap().name.startswith("Reds") and im.norm.vmin >= 0
+    (ax,) = plotting.profile(chip).axes
+    assert ax.get_ylim()[0] == 0 and not _zero_lines(ax)
+
+
+def test_control_tables_do_not_share_an_axis_with_coverage(control_runs, tmp_path):
+    write_table(formats.matrix_table(bamcover.matrix(SUMMITS, SE_CHIP, **WINDOW)),
+                tmp_path / "cov.parquet")
+    with pytest.raises(BamcoverError, match="cannot share an axis"):
+        formats.load([control_runs / "m.parquet", tmp_path / "cov.parquet"])
+
+
+def test_cli_plot_of_a_control_run(control_runs, tmp_path, monkeypatch):
+    """bamcover plot heatmap without colour options draws the diverging map around 0;
+    --cmap and --vmin win."""
+    from click.testing import CliRunner
+
+    from bamcover.cli import main
+
+    drawn, save = [], plotting.save
+    monkeypatch.setattr(plotting, "save", lambda fig, *a, **k: (drawn.append(fig),
+                                                                 save(fig, *a, **k)))
+    for extra in ([], ["--cmap", "magma", "--vmin", "0"]):
+        out = tmp_path / "h.png"
+        ran = CliRunner().invoke(main, ["plot", "heatmap", str(control_runs / "m.parquet"),
+                                        "-o", str(out), *extra])
+        assert ran.exit_code == 0, ran.stderr
+        assert out.read_bytes().startswith(b"\x89PNG")
+    (diverging,), (chosen,) = (_axes(fig, "heatmap")[0].get_images() for fig in drawn)
+    assert diverging.get_cmap().name.startswith("RdBu_r")
+    assert diverging.norm.vmin == -diverging.norm.vmax
+    assert chosen.get_cmap().name.startswith("magma") and chosen.norm.vmin == 0
