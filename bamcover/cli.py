@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__
 from ._lazy import pd
 from .errors import BamcoverError
-from .options import DEFAULT_FLAG_EXCLUDE, DEFAULT_WORKDIR, TN5_SHIFT, Options
+from .options import DEFAULT_FLAG_EXCLUDE, DEFAULT_WORKDIR, TN5_SHIFT, Options, parse_flag
 from .outputs import check_distinct, check_writable, provenance, write_provenance, write_table
 from .profiles import STATUS_MISSING, STATUS_OFF, STATUS_UNKNOWN, _stem, compute, coverage, density
 from .reads import open_bam
@@ -37,8 +37,28 @@ class FragmentSize(click.ParamType):
             self.fail(f"{value!r} is neither an integer nor 'read'", param, ctx)
 
 
-def _flag(value: str | int | None) -> int | None:
-    return None if value is None else int(str(value), 0)
+class _OneLineError(click.ClickException):
+    """A bad option value found while parsing: one 'bamcover: error:' line, exit 2 (as
+    every other bad input), not click's usage block."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"bamcover: error: {self.message}", err=True)
+
+
+class SamFlag(click.ParamType):
+    """A SAM flag: decimal, 0x hex or 0 octal, as samtools -f/-F read it."""
+
+    name = "FLAG"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_flag(value)
+        except ValueError:
+            option = param.opts[0] if param is not None else "flag"
+            raise _OneLineError(f"{option}: {str(value)!r} is not a flag value "
+                                "(decimal, 0x hex or 0 octal)") from None
 
 
 def read_options(func):
@@ -63,9 +83,10 @@ def read_options(func):
                      help="Two channels, sense and antisense to the region's strand."),
         click.option("--min-mapq", type=int, default=0, show_default=True),
         click.option("--ignore-duplicates", is_flag=True, help="Skip reads flagged 0x400."),
-        click.option("--sam-flag-include", default="0", show_default=True,
+        click.option("--sam-flag-include", type=SamFlag(), default="0", show_default=True,
                      help="Count only reads with all these flag bits."),
-        click.option("--sam-flag-exclude", default=hex(DEFAULT_FLAG_EXCLUDE), show_default=True,
+        click.option("--sam-flag-exclude", type=SamFlag(), default=hex(DEFAULT_FLAG_EXCLUDE),
+                     show_default=True,
                      help="Skip reads with any of these flag bits (replaces the default)."),
         click.option("--processes", "-p", type=int, default=None,
                      help="Worker processes [default: the cores available]."),
@@ -135,8 +156,8 @@ def _options(kw: dict, **extra) -> Options:
         strand_wise=kw.pop("strand_wise"),
         min_mapq=kw.pop("min_mapq"),
         ignore_duplicates=kw.pop("ignore_duplicates"),
-        flag_include=_flag(kw.pop("sam_flag_include")),
-        flag_exclude=_flag(kw.pop("sam_flag_exclude")),
+        flag_include=kw.pop("sam_flag_include"),
+        flag_exclude=kw.pop("sam_flag_exclude"),
         processes=kw.pop("processes"),
         **extra,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from dataclasses import dataclass
 
 from .errors import BamcoverError
@@ -20,6 +21,20 @@ DUPLICATE = 0x400
 TN5_SHIFT = (4, 5)
 #: where cluster tasks keep their chunks, manifests and logs
 DEFAULT_WORKDIR = "bamcover-tasks"
+
+
+def parse_flag(text: str | int) -> int:
+    """A SAM flag value as samtools reads one (C ``strtol`` base 0): decimal, ``0x`` hex
+    or ``0``-prefixed octal. ValueError for anything else; the range is checked by
+    :class:`Options`."""
+    if isinstance(text, int):
+        return text
+    text = str(text).strip()
+    if re.fullmatch(r"0[0-7]+", text):
+        return int(text, 8)
+    if not re.fullmatch(r"[+-]?(0[xX][0-9a-fA-F]+|[1-9][0-9]*|0)", text):
+        raise ValueError(f"{text!r} is not a flag value")
+    return int(text, 0)
 
 
 def available_cores() -> int:
@@ -74,7 +89,8 @@ class Options:
         With a control BAM: ``log2((sample + p) / (control + p))`` or ``sample - control``,
         both normalised first.
     processes
-        Worker processes (``None``: the cores this process may use).
+        Worker processes (``None``: the cores this process may use; more than that are
+        capped to it, with a note).
     chunk_bases
         Target window bases per chunk; results do not depend on it.
     """
@@ -124,8 +140,17 @@ class Options:
         if not 0 <= self.min_mapq <= 255:
             bad("--min-mapq must be within 0..255")
         for name in ("flag_include", "flag_exclude"):
-            if not 0 <= getattr(self, name) <= 0xFFFF:
-                bad(f"--{name.replace('_', '-')} must be a 16-bit SAM flag")
+            value = getattr(self, name)
+            if not 0 <= value <= 0xFFFF:
+                bad(f"--sam-{name.replace('_', '-')} must be a 16-bit SAM flag "
+                    f"(0..0xffff; got {value:#x})")
+        excluded = self.flag_exclude | (DUPLICATE if self.ignore_duplicates else 0)
+        both = self.flag_include & excluded
+        if both:  # no record can have a bit and lack it: every count would be 0
+            dup = " with --ignore-duplicates" if self.ignore_duplicates else ""
+            bad(f"--sam-flag-include {self.flag_include:#x} and --sam-flag-exclude "
+                f"{self.flag_exclude:#x}{dup} share bit {both:#x}; no read can pass "
+                "(drop it from one of them)")
         if self.normalize not in NORMALIZATIONS:
             bad(f"--normalize must be one of {', '.join(NORMALIZATIONS)}")
         if self.operation not in OPERATIONS:
@@ -137,7 +162,7 @@ class Options:
         if self.max_fragment_length < 1:
             bad("--max-fragment-length must be ≥ 1")
         if self.processes is not None and self.processes < 1:
-            bad("--processes must be ≥ 1")
+            bad(f"--processes must be ≥ 1 (got {self.processes})")
         if self.chunk_bases < 1:
             bad("chunk_bases must be ≥ 1")
 
@@ -146,7 +171,17 @@ class Options:
 
     @property
     def n_processes(self) -> int:
-        return self.processes or available_cores()
+        """Processes to run: ``processes`` capped at the cores this process may use (each
+        worker costs memory, about 40 MB, and more than the cores buy no speed); the cap is
+        logged once per Options."""
+        cores = available_cores()
+        if self.processes is None or self.processes <= cores:
+            return self.processes or cores
+        if not self.__dict__.get("_capped_noted"):
+            object.__setattr__(self, "_capped_noted", True)
+            log.info("--processes %d is more than the %d cores this process may use; using %d",
+                     self.processes, cores, cores)
+        return cores
 
     @property
     def window_upstream(self) -> int:
