@@ -483,7 +483,7 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
                            reference_point: str = "center", units: str | None = None,
                            drop_missing: bool = True, sort_regions: str = "keep",
                            proc_number: int = 1, body_length: int | None = None,
-                           threads: int = 1) -> None:
+                           threads: int = 1, scores=None) -> None:
     """Write matrices in deepTools' ``computeMatrix reference-point`` format (or, with
     ``body_length``, its ``scale-regions`` format), so that ``plotHeatmap -m`` and
     ``plotProfile -m`` (and ``computeMatrixOperations``) read them.
@@ -494,7 +494,7 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
     type``, ``missing data as zero``, ``min threshold``, ``max threshold``, ``scale``, ``skip
     zeros``, ``nan after end``, ``proc number``, ``sort regions``, ``sort using``;
     ``group_labels``, ``group_boundaries``, ``sample_labels``, ``sample_boundaries``), then
-    one line per region: BED6 (``chrom start end name score strand``, score ``.``) and the
+    one line per region: BED6 (``chrom start end name score strand``) and the
     values of every sample side by side; groups are stacked in dict order. A ``bamcover`` key
     in the header (ignored by deepTools) records samples, channels, units and the reference
     point so that :func:`read_deeptools_matrix` restores them.
@@ -537,6 +537,12 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
     threads
         Rows are formatted and gzipped in parts on this many threads (the file is the same
         for any number; each part is a gzip member of its own).
+    scores
+        The regions' BED scores (column 5, e.g. ``read_regions(...)["score"]``), one per
+        region in input order, for the score column; a dict ``{group: scores}`` with several
+        region groups. Written as ``computeMatrix`` writes them: a number as a float
+        (``214`` → ``214.0``), ``.`` where a region has none; other text as it is. Default:
+        ``.`` for every region, as ``computeMatrix`` writes for BED3 regions.
     """
     matrices = as_matrices(matrices)
     if reference_point not in DEEPTOOLS_REF_POINT:
@@ -616,6 +622,9 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
                          "values": "per-base mean coverage (bin sum / bin size)"
                          if summed(units) else f"{units} per bin (as computed)"})},
     }
+    score_of = {g: _deeptools_scores(scores, g, matrices[(samples[0], g)],
+                                     len(cubes[(samples[0], g)].regions)) for g in groups}
+
     def part(g: str, rows: np.ndarray) -> bytes:
         regs = cubes[(samples[0], g)].regions.iloc[rows]
         vals = [cubes[(s, g)].take(rows).reshape(len(rows), -1) for s in samples]
@@ -626,7 +635,8 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
                 "start": regs["start"].to_numpy(dtype=np.int64),
                 "end": regs["end"].to_numpy(dtype=np.int64),
                 "name": regs["name"].to_numpy(dtype=object),
-                "score": np.full(len(regs), ".", dtype=object),
+                "score": (np.full(len(regs), ".", dtype=object) if score_of[g] is None
+                          else score_of[g][rows]),
                 "strand": regs["strand"].to_numpy(dtype=object)}
         return text_lines(text, vals, nan_as_empty=False)
 
@@ -635,6 +645,36 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
     line = ("@" + json.dumps(header, separators=(",", ":")) + "\n").encode()
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         write_parts(fh, [lambda: line, *parts], threads, gzip_level=GZIP_LEVEL)
+
+
+def _deeptools_scores(scores, group: str, matrix: pd.DataFrame,
+                      n_regions: int) -> np.ndarray | None:
+    """The score column of ``group``'s rows as ``computeMatrix`` writes it (see
+    :func:`write_deeptools_matrix`), one per region of ``matrix`` (``n_regions``, in the
+    order of :func:`cube`); None without scores."""
+    if isinstance(scores, Mapping):
+        scores = scores.get(group)
+    if scores is None:
+        return None
+    given = np.asarray(scores, dtype=object).astype(str)
+    # the matrix's regions by their number in the region file (rows may be a subset)
+    index = matrix.index
+    ids = np.asarray(pd.unique(index.get_level_values("region")) if "region" in index.names
+                     else np.arange(n_regions), dtype=np.int64)
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(given)):
+        raise BamcoverError(f"scores of group {group!r}: {len(given)} for regions numbered "
+                            f"up to {ids.max()}; give one score per region of the region file")
+    values, codes = np.unique(given[ids], return_inverse=True)
+
+    def written(text: str) -> str:
+        if text in (".", ""):
+            return "."
+        try:
+            return str(float(text))      # deepTools: strtod, then Python's float repr
+        except ValueError:
+            return text
+
+    return np.array([written(v) for v in values], dtype=object)[codes.reshape(-1)]
 
 
 def read_deeptools_matrix(path: PathLike) -> tuple[Matrices, dict]:
