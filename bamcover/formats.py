@@ -729,6 +729,8 @@ def read_deeptools_matrix(path: PathLike) -> tuple[Matrices, dict]:
     if not columns or len(columns) != ns:
         columns = [[label, "total"] for label in samples_labels]
     units = extra.get("units") or "signal"
+    # log2 ratios written as they are (older bamcover divided them by the bin size too)
+    as_computed = not summed(units) and str(extra.get("values", "")).endswith("(as computed)")
     sb, gb = meta["sample_boundaries"], meta["group_boundaries"]
     if sb[-1] != values.shape[1] or gb[-1] != len(table):
         raise BamcoverError(f"{path}: header boundaries {sb[-1]} columns × {gb[-1]} rows do "
@@ -740,7 +742,7 @@ def read_deeptools_matrix(path: PathLike) -> tuple[Matrices, dict]:
         by_sample: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
         for si, (smp, ch) in enumerate(columns):
             size = int(meta["bin size"][si])
-            block = values[rows, sb[si]:sb[si + 1]] * (size if summed(units) else 1)
+            block = values[rows, sb[si]:sb[si + 1]] * (1 if as_computed else size)
             offs = -int(meta["upstream"][si]) + size * np.arange(block.shape[1])
             by_sample.setdefault(str(smp), []).append((str(ch), offs, block))
         for smp, parts in by_sample.items():

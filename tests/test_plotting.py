@@ -410,6 +410,28 @@ def test_log2_control_heatmap_diverges_around_zero(control_runs):
     np.testing.assert_array_equal(row, values[0])
 
 
+def test_log2_mat_gz_of_an_older_bamcover_still_reads_back(control_runs, tmp_path):
+    """bamcover 0.1.0 divided log2 ratios by the bin size in .mat.gz files and said so in the
+    header; such a file is still read back as the ratios (× bin size)."""
+    import gzip
+    import json
+
+    import pandas as pd
+
+    with gzip.open(control_runs / "m.mat.gz", "rt") as fh:
+        header, *rows = fh.read().splitlines()
+    meta = json.loads(header[1:])
+    meta["bamcover"]["values"] = "per-base mean coverage (bin sum / bin size)"
+    old = ["\t".join(f[:6] + [repr(float(v) / 10) for v in f[6:]])
+           for f in (r.split("\t") for r in rows)]
+    path = tmp_path / "old.mat.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(["@" + json.dumps(meta), *old]) + "\n")
+    (mat,) = formats.read_deeptools_matrix(path)[0].values()
+    want = pd.read_parquet(control_runs / "m.parquet").iloc[:, 7:].to_numpy(np.float64)
+    np.testing.assert_allclose(mat.to_numpy(), want, rtol=1e-12)
+
+
 def test_subtract_control_is_a_difference_per_base(control_runs):
     """A difference adds up like coverage (drawn per base, as deepTools would), labelled
     with the run's sample label and control, on a diverging map."""
