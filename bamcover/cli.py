@@ -336,7 +336,8 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
         task = cluster.submit_profile(pd.DataFrame(regs), bam_, options, executor=executor,
                                       jobs=jobs, with_matrix=bool(matrix_path or long_path),
                                       workdir=workdir, outputs=outputs,
-                                      group=_stem(region_files[0]))
+                                      group=_stem(region_files[0]),
+                                      region_file=region_files[0])
         _finish_task(task, no_wait, quiet, permissive=False, outputs=outputs)
         return
     result = compute(regs, bam_, options, with_matrix=bool(matrix_path or long_path),
@@ -347,8 +348,9 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
             {bam_.name: result.library_size})
 
 
-def _record(outputs, inputs, options, library_sizes, **extra) -> None:
-    """The provenance record beside every file output."""
+def _record(outputs, inputs, options, library_sizes, /, **extra) -> None:
+    """The provenance record beside every file output; ``extra`` keys win (a collected
+    task's ``inputs`` are those stamped at submission)."""
     ctx = click.get_current_context(silent=True)
     command = {"argv": sys.argv, "command": ctx.command_path if ctx else None,
                "parameters": dict(ctx.params) if ctx else {}}
@@ -414,16 +416,20 @@ def _collect_and_write(task, permissive: bool, outputs: dict) -> None:
     result = cluster.collect(task, permissive=permissive)
     meta = task.manifest["meta"]
     regs = pd.read_parquet(task.path / cluster.REGIONS_FILE)
+    bams = cluster.task_bams(task)           # as submitted: collect never opens a BAM
     if meta["kind"] == "density":
         write_table(result, outputs.get("output") or "-")
         status = result.filter(regex="status$").iloc[:, 0]
+        sizes = {n: int(result[f"{n}_library_size"].iat[0]) for n in meta["labels"]}
     else:
-        _write_profile(result, regs, open_bam(meta["bam"]), outputs.get("output"),
+        _write_profile(result, regs, bams[0], outputs.get("output"),
                        outputs.get("matrix"), Options(**meta["options"]), outputs.get("long"),
                        key=(_stem(meta["bam"]), meta.get("group", "regions")))
         status = result.status
-    _record(list(outputs.values()), [i["path"] for i in task.manifest["inputs"]],
-            None, {}, task=task.id, task_options=meta.get("options"))
+        sizes = {bams[0].name: result.library_size}
+    # the inputs as they were counted (stamped at submission), not as they are now
+    _record(list(outputs.values()), [], None, sizes, task=task.id,
+            task_options=meta.get("options"), inputs=cluster.submitted_inputs(task))
     missing = int((status == STATUS_MISSING).sum())
     if missing:
         log.warning("%d regions are missing (status 'missing'): their chunks have no result",
@@ -454,7 +460,8 @@ def density_cmd(regions, bams, output, labels, quiet, slurm, jobs, workdir, no_w
         from . import cluster
 
         task = cluster.submit_density(regs, opened, options, executor=executor, jobs=jobs,
-                                      labels=names, workdir=workdir, outputs=outputs)
+                                      labels=names, workdir=workdir, outputs=outputs,
+                                      region_file=regions)
         _finish_task(task, no_wait, quiet, permissive=False, outputs=outputs)
         return
     table = density(regs, opened, options, progress=not quiet, labels=names)

@@ -384,11 +384,14 @@ def _matrix_stats(values: np.ndarray, valid: np.ndarray, offsets: Sequence[int],
     return _profile_columns(mean, median, std, sem, n, offsets, channels, factor)
 
 
-def _factor(bam: Bam, options: Options) -> tuple[float, int | None]:
-    """The normalisation factor (× ``scale_factor``) and the library size it used."""
+def _factor(bam: Bam, options: Options, size: int | None = None
+            ) -> tuple[float, int | None]:
+    """The normalisation factor (× ``scale_factor``) and the library size it used
+    (``size``, when already counted, e.g. by a cluster job)."""
     if options.normalize == "none":
         return options.scale_factor, None
-    size = library_size(bam, options.read_rules())
+    if size is None:
+        size = library_size(bam, options.read_rules())
     if size == 0:
         raise BamcoverError(f"{bam.path}: no reads pass the filters; cannot normalise "
                             f"to {options.normalize.upper()}")
@@ -523,10 +526,12 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
 
 
 def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
-           options: Options, with_matrix: bool, release: bool = False) -> Result:
+           options: Options, with_matrix: bool, release: bool = False,
+           size: int | None = None) -> Result:
     """Turn the counts of all rows into the profile and matrix tables. ``release``: the
-    counts are not used again; their shared memory is freed as the matrix is built."""
-    factor, size = _factor(bam, options)
+    counts are not used again; their shared memory is freed as the matrix is built.
+    ``size``: the library size, if already counted (else it is counted from ``bam``)."""
+    factor, size = _factor(bam, options, size)
     mat = None
     if with_matrix or options.scale_regions:
         nreg, nch, nbins = len(status), len(options.channels), options.n_bins

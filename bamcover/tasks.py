@@ -7,27 +7,34 @@ A task is a private directory::
     manifest.json        what runs (function, reduce, executor, inputs, versions, jobs)
     job.sh               the generated, quoted job script
     chunks/NNNNN.json    the arguments of each chunk
-    markers/NNNNN.json   written by the job itself: host, pid, start, end, exit code, error
+    markers/NNNNN.json   written by the job itself: host, pid, start, end, exit code, error,
+                         and its result's name, size, sha256 and shapes
     results/NNNNN.*      the chunk's result (npz, parquet or JSON; never pickle)
     logs/                one log per chunk and attempt
 
 A chunk's state comes from its marker and result first and from Slurm (squeue, scontrol,
 sacct when there is accounting) second, so a job that left the queue without a result is
-FAILED or LOST, never done.
+FAILED or LOST, never done; a result that is not the one its job recorded (or is a symbolic
+link, or another user's file) makes the chunk FAILED too. Each task is also indexed per user
+(:func:`index_dir`), so its id works from any directory.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import importlib
+import io
 import json
+import logging
 import os
 import secrets
 import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -122,15 +129,71 @@ def save_result(stem: Path, obj: Any) -> Path:
 
 
 def load_result(path: Path) -> Any:
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-        return data["array"] if list(data) == ["array"] else data
-    with open(path) as fh:
-        payload = json.load(fh)
+    return decode_result(path.suffix, path.read_bytes())
+
+
+def decode_result(suffix: str, data: bytes) -> Any:
+    """A chunk result from the bytes of its file (``suffix`` says the format)."""
+    if suffix == ".parquet":
+        return pd.read_parquet(io.BytesIO(data))
+    if suffix == ".npz":
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        return arrays["array"] if list(arrays) == ["array"] else arrays
+    payload = json.loads(data)
     return collections.Counter(payload["counter"]) if "counter" in payload else payload["value"]
+
+
+def result_record(path: Path, obj: Any, task_id: str, chunk: int) -> dict:
+    """What a job records in its marker about the result it wrote: whose it is, its size
+    and sha256, and the shapes of its arrays (or table), so that collect can tell it from
+    a file replaced, truncated or edited since."""
+    with open(path, "rb") as fh:
+        size, digest = os.fstat(fh.fileno()).st_size, _sha256(fh.fileno())
+    return {"task": task_id, "chunk": chunk, "name": path.name, "size": size,
+            "sha256": digest, **_shapes(obj, path.suffix)}
+
+
+def _sha256(fd: int) -> str:
+    """sha256 of what is left to read from ``fd``, streamed."""
+    digest = hashlib.sha256()
+    while block := os.read(fd, 1 << 22):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _own_file(path: Path) -> int:
+    """An open descriptor of ``path``, refused (BamcoverError) unless it is a regular file
+    of this user: never a symbolic link into another place, never a file another user
+    put into a shared directory."""
+    for _ in range(5):          # a job may replace its marker between the two looks
+        try:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                raise BamcoverError(f"{path.name} is a symbolic link, not the file its job "
+                                    "wrote")
+            if not stat.S_ISREG(st.st_mode):
+                raise BamcoverError(f"{path.name} is not a regular file")
+            if st.st_uid != os.getuid():
+                raise BamcoverError(f"{path.name} is owned by uid {st.st_uid}, not by this "
+                                    f"user (uid {os.getuid()})")
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise BamcoverError(f"{path.name} is missing") from None
+        except OSError as exc:          # ELOOP: it became a symbolic link meanwhile
+            raise BamcoverError(f"{path.name}: {exc.strerror}") from None
+        if os.fstat(fd).st_ino == st.st_ino:
+            return fd
+        os.close(fd)
+    raise BamcoverError(f"{path.name} keeps changing while it is being checked")
+
+
+def _shapes(obj: Any, suffix: str) -> dict:
+    """The shape part of :func:`result_record` for a loaded result."""
+    if suffix == ".npz":
+        arrays = {"array": obj} if isinstance(obj, np.ndarray) else obj
+        return {"arrays": {k: [list(v.shape), v.dtype.str] for k, v in arrays.items()}}
+    return {"shape": list(obj.shape)} if suffix == ".parquet" else {}
 
 
 def reduce_results(results: Sequence[Any], how: str) -> Any:
@@ -175,6 +238,15 @@ def _input_stamp(path: str) -> dict:
     return {"path": os.path.abspath(path), "size": st.st_size, "mtime": st.st_mtime}
 
 
+def unchanged(stamp: dict) -> bool:
+    """Whether the input ``stamp`` describes (size, mtime) is still there as it was."""
+    try:
+        now = _input_stamp(stamp["path"])
+    except OSError:
+        return False
+    return (now["size"], now["mtime"]) == (stamp["size"], stamp["mtime"])
+
+
 # --- the task ----------------------------------------------------------------------------
 
 class Task:
@@ -187,6 +259,7 @@ class Task:
             raise BamcoverError(f"{self.path}: not a bamcover task directory (no manifest.json)")
         with open(manifest) as fh:
             self.manifest = json.load(fh)
+        self._checked: dict[int, tuple] = {}     # results hashed already, by file identity
 
     # creation ---------------------------------------------------------------------------
     @classmethod
@@ -223,7 +296,9 @@ class Task:
             _write_script(path, manifest)
         finally:
             os.umask(old)
-        return cls(path)
+        task = cls(path)
+        _index(task)
+        return task
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Task:
@@ -261,6 +336,7 @@ class Task:
         if not indices:
             return self
         for i in indices:     # a new attempt starts from nothing
+            self._checked.pop(i, None)
             for stale in (self.path / "results").glob(f"{i:05d}.*"):
                 stale.unlink()
             (self.path / "markers" / f"{i:05d}.json").unlink(missing_ok=True)
@@ -314,12 +390,82 @@ class Task:
         return latest
 
     def _marker(self, i: int) -> dict | None:
+        """What chunk ``i``'s job wrote about itself; ``{"untrusted": why}`` for a marker
+        that is a symbolic link or another user's file."""
         path = self.path / "markers" / f"{i:05d}.json"
-        try:
-            with open(path) as fh:
-                return json.load(fh)
-        except (FileNotFoundError, json.JSONDecodeError):
+        if not os.path.lexists(path):
             return None
+        try:
+            fd = _own_file(path)
+        except BamcoverError as exc:
+            return {"untrusted": f"marker {exc}"}
+        try:
+            with os.fdopen(fd) as fh:
+                return json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
+    def _result_file(self, i: int, record: dict) -> Path:
+        """The result file chunk ``i``'s marker names, if the record is this chunk's."""
+        name = record.get("name", "")
+        if (record.get("task"), record.get("chunk")) != (self.id, i) or \
+                name not in {f"{i:05d}{ext}" for ext in (".npz", ".parquet", ".json")}:
+            raise BamcoverError(f"chunk {i}'s marker describes task {record.get('task')} "
+                                f"chunk {record.get('chunk')} ({name}), not this chunk")
+        return self.path / "results" / name
+
+    def _verify(self, i: int, marker: dict, read: bool = False) -> bytes | None:
+        """Check chunk ``i``'s result against what its job recorded in ``marker`` (whose
+        chunk it is, its size and sha256): BamcoverError says why it cannot be trusted.
+        With ``read``, its bytes — the very bytes that were hashed. A file already checked
+        and unchanged since (inode, size, mtime, ctime) is not hashed again."""
+        if marker.get("rejected"):
+            raise BamcoverError(marker["rejected"])
+        record = marker.get("result")
+        if not isinstance(record, dict) or "sha256" not in record:
+            raise BamcoverError(f"chunk {i}'s job recorded no checksum of its result")
+        path = self._result_file(i, record)
+        fd = _own_file(path)
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, record["sha256"])
+            if not read and self._checked.get(i) == key:
+                return None
+            if st.st_size != record["size"]:
+                raise BamcoverError(f"{path.name} has {st.st_size} bytes; its job wrote "
+                                    f"{record['size']} (truncated or replaced since)")
+            data = fh.read() if read else None
+            digest = hashlib.sha256(data).hexdigest() if read else _sha256(fd)
+        if digest != record["sha256"]:
+            raise BamcoverError(f"{path.name} is not the file its job wrote (sha256 differs: "
+                                "replaced or edited since)")
+        self._checked[i] = key
+        return data
+
+    def _load(self, i: int) -> Any:
+        """Chunk ``i``'s result, read once and checked (:meth:`_verify`), then its shapes
+        compared with those its job recorded."""
+        marker = self._marker(i) or {}
+        data = self._verify(i, marker, read=True)
+        record = marker["result"]
+        suffix = Path(record["name"]).suffix
+        try:
+            obj = decode_result(suffix, data)
+        except Exception as exc:  # noqa: BLE001 - a bad file is the chunk's failure
+            raise BamcoverError(f"{record['name']} cannot be read ({type(exc).__name__})"
+                                ) from None
+        wanted = {k: record[k] for k in ("arrays", "shape") if k in record}
+        if _shapes(obj, suffix) != wanted:
+            raise BamcoverError(f"{record['name']}: shapes differ from those its job recorded")
+        return obj
+
+    def reject(self, i: int, why: str) -> None:
+        """Mark chunk ``i``'s result as bad in its marker: it is FAILED from now on (so
+        ``resubmit`` redoes it)."""
+        marker = self._marker(i)
+        self._checked.pop(i, None)
+        if marker and "untrusted" not in marker:
+            _write_json(self.path / "markers" / f"{i:05d}.json", {**marker, "rejected": why})
 
     def result_path(self, i: int) -> Path | None:
         found = sorted((self.path / "results").glob(f"{i:05d}.*"))
@@ -361,9 +507,15 @@ class Task:
             row["node"] = ours.get("host", "")
             if "end" in ours:
                 row["elapsed"] = f"{ours['end'] - ours['start']:.1f}s"
-        result = self.result_path(i)
-        if ours and ours.get("exit_code") == 0 and result is not None:
-            row.update(state=DONE, exit_code=0)
+        if marker and "untrusted" in marker:
+            row.update(state="FAILED", error=marker["untrusted"])
+            return row
+        if ours and ours.get("exit_code") == 0:
+            try:
+                self._verify(i, ours)
+                row.update(state=DONE, exit_code=0)
+            except BamcoverError as exc:
+                row.update(state="FAILED", exit_code=0, error=f"bad result: {exc}")
             return row
         info = None
         if "job_id" in sub:
@@ -429,18 +581,40 @@ class Task:
                 time.sleep(poll)
 
     # results ----------------------------------------------------------------------------------
-    def results(self, permissive: bool = False) -> dict[int, Any]:
-        """Chunk results by index; refuses an incomplete task unless ``permissive``."""
+    def results(self, permissive: bool = False,
+                check: Callable[[int, Any], None] | None = None) -> dict[int, Any]:
+        """Chunk results by index, each checked against what its job recorded (and by
+        ``check``, which raises BamcoverError for a result that is not the chunk's). A bad
+        result is rejected: its chunk is FAILED. Refuses an incomplete task unless
+        ``permissive``, which leaves such chunks out."""
         status = self.status()
-        missing = [int(i) for i, s in status["state"].items() if s != DONE]
-        if missing and not permissive:
-            states = ", ".join(sorted(set(status["state"][missing])))
-            raise BamcoverError(
-                f"task {self.id}: {len(missing)} of {self.n_chunks} chunks have no result "
-                f"(chunks {slurm.array_spec(missing)}: {states}); wait, resubmit, or "
-                "collect --permissive")
-        return {i: load_result(self.result_path(i)) for i in range(self.n_chunks)
-                if i not in missing}
+        states = status["state"].to_dict()
+        errors = status["error"].to_dict()
+        self._refuse_missing(states, errors, permissive)
+        out = {}
+        for i in (i for i, s in states.items() if s == DONE):
+            try:
+                out[i] = self._load(i)
+                if check is not None:
+                    check(i, out[i])
+            except BamcoverError as exc:
+                out.pop(i, None)
+                self.reject(i, str(exc))
+                states[i], errors[i] = "FAILED", f"bad result: {exc}"
+                self._refuse_missing(states, errors, permissive)
+        return out
+
+    def _refuse_missing(self, states: dict, errors: dict, permissive: bool) -> None:
+        missing = [int(i) for i, s in states.items() if s != DONE]
+        if not missing or permissive:
+            return
+        kinds = ", ".join(sorted({states[i] for i in missing}))
+        bad = [f"; chunk {i}: {errors[i]}" for i in missing
+               if str(errors[i]).startswith("bad result")][:1]
+        raise BamcoverError(
+            f"task {self.id}: {len(missing)} of {self.n_chunks} chunks have no result "
+            f"(chunks {slurm.array_spec(missing)}: {kinds}){''.join(bad)}; wait, resubmit, "
+            "or collect --permissive")
 
     def collect(self, permissive: bool = False) -> Any:
         """The reduced result of all chunks (see ``reduce_results``)."""
@@ -472,6 +646,7 @@ class Task:
         if self.is_running():
             self.cancel()
         shutil.rmtree(self.path)
+        _indexed(self.id)           # prunes the index entry, now stale
 
 
 class TaskGroup(list):
@@ -501,23 +676,83 @@ def submit(func: Callable | str, items: Sequence[dict], *, reduce: str = "list",
     return Task.create(func, items, reduce=reduce, executor=executor, workdir=workdir).submit()
 
 
-def list_tasks(workdir: str | os.PathLike | None = None) -> list[Task]:
+def index_dir() -> Path:
+    """This user's index of submitted tasks: ``$XDG_STATE_HOME/bamcover/tasks`` (by
+    default ``~/.local/state/bamcover/tasks``), one file per task id holding its path."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(base):         # unset, empty or relative: the XDG default
+        base = os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "bamcover" / "tasks"
+
+
+def _index(task: Task) -> None:
+    """Remember ``task`` in the index so that its id works from any directory; a home that
+    cannot be written only costs that convenience."""
+    root = index_dir()
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = root / f".{task.id}.{os.getpid()}.tmp"
+        tmp.write_text(f"{task.path}\n")
+        os.replace(tmp, root / task.id)
+    except OSError as exc:
+        logging.getLogger("bamcover").warning(
+            "task %s not indexed (%s); find it by its path", task.id, exc)
+
+
+def _indexed(task_id: str) -> Task | None:
+    """The indexed task ``task_id``; an entry whose directory is gone (or holds another
+    task) is pruned."""
+    entry = index_dir() / task_id
+    try:
+        path = Path(entry.read_text().strip())
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        task = Task(path)
+        if task.id == task_id:
+            return task
+    except (BamcoverError, OSError, ValueError):
+        pass
+    with contextlib.suppress(OSError):
+        entry.unlink()
+    return None
+
+
+def _is_id(name: str) -> bool:
+    return bool(name) and name[0] != "." and os.sep not in name
+
+
+def list_tasks(workdir: str | os.PathLike | None = None, indexed: bool = True) -> list[Task]:
+    """The tasks under ``workdir`` and, with ``indexed``, every task of this user's index
+    (submitted from anywhere), by id (that is, by submission time)."""
+    found: dict[Path, Task] = {}
     root = Path(workdir or DEFAULT_WORKDIR)
-    if not root.is_dir():
-        return []
-    return [Task(p) for p in sorted(root.iterdir()) if (p / "manifest.json").exists()]
+    if root.is_dir():
+        for p in root.iterdir():
+            if (p / "manifest.json").exists():
+                task = Task(p)
+                found[task.path] = task
+    if indexed and index_dir().is_dir():
+        for entry in index_dir().iterdir():
+            task = _indexed(entry.name) if _is_id(entry.name) else None
+            if task is not None:
+                found.setdefault(task.path, task)
+    return sorted(found.values(), key=lambda t: (t.id, str(t.path)))
 
 
 def find(task: str | os.PathLike, workdir: str | os.PathLike | None = None) -> Task:
-    """A task by path or by id under ``workdir``."""
+    """A task by path, by id under ``workdir``, or by id from this user's index."""
     candidate = Path(task)
     if (candidate / "manifest.json").exists():
         return Task(candidate)
     candidate = Path(workdir or DEFAULT_WORKDIR) / str(task)
     if (candidate / "manifest.json").exists():
         return Task(candidate)
-    raise BamcoverError(f"{task}: no such task (neither a task directory nor an id under "
-                        f"{workdir or DEFAULT_WORKDIR})")
+    found = _indexed(str(task)) if _is_id(str(task)) else None
+    if found is not None:
+        return found
+    raise BamcoverError(f"{task}: no such task (neither a task directory, nor an id under "
+                        f"{workdir or DEFAULT_WORKDIR} or in {index_dir()})")
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -603,12 +838,12 @@ def run_chunk(task_path: str, i: int, attempt: int) -> int:
             raise BamcoverError(f"version mismatch: task made by bamcover "
                                 f"{task.manifest['bamcover_version']}, this is {__version__}")
         for stamp in task.manifest["inputs"]:
-            now = _input_stamp(stamp["path"])
-            if (now["size"], now["mtime"]) != (stamp["size"], stamp["mtime"]):
+            if not unchanged(stamp):
                 raise BamcoverError(f"{stamp['path']}: changed since the task was submitted")
         func = resolve(task.manifest["func"])
         result = func(**task.chunk(i))
-        save_result(task.path / "results" / f"{i:05d}", result)
+        path = save_result(task.path / "results" / f"{i:05d}", result)
+        marker["result"] = result_record(path, result, task.id, i)
     except Terminated:
         code, error = 143, terminated
     except BaseException as exc:  # noqa: BLE001 - everything must reach the marker

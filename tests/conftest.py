@@ -36,6 +36,13 @@ def need(tool: str) -> None:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_task_index(tmp_path_factory):
+    """Tasks the tests submit are indexed under a temporary XDG_STATE_HOME (subprocesses
+    and Slurm jobs inherit it), never in the real home."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("xdg-state"))
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """A real single-node Slurm started by bin/start-slurm (a failure under CI=true)."""

@@ -251,7 +251,8 @@ def test_two_tasks_at_once(tmp_path):
         local = profiles.compute(regions, str(SE_CHIP), opts)
         np.testing.assert_array_equal(cluster.collect(t).matrix.to_numpy(),
                                       local.matrix.to_numpy())
-    assert len(tasks.list_tasks(tmp_path)) == 2
+    assert len(tasks.list_tasks(tmp_path, indexed=False)) == 2
+    assert {t.id for t in group} <= {t.id for t in tasks.list_tasks()}   # from the index
     group.remove(group[0])
     assert len(group) == 1
 
