@@ -87,6 +87,17 @@ def array_spec(indices: list[int]) -> str:
     return ",".join(parts)
 
 
+def literal(path: str) -> str:
+    """``path`` as a filename pattern naming itself: every "%" doubled, so that a directory
+    like ``run_%u`` is not expanded by Slurm (which would write the logs elsewhere, or
+    fail to start the job). A backslash would switch all expansion off (``%a`` too), so
+    it is refused."""
+    if "\\" in path:
+        raise BamcoverError(f"{path}: Slurm cannot write job logs under a path with a "
+                            "backslash; choose another --workdir")
+    return path.replace("%", "%%")
+
+
 def submit_array(script: str, indices: list[int], name: str, log_pattern: str,
                  sbatch_args: list[str]) -> int:
     """Submit ``script`` as one job array over ``indices``; returns the array job id."""

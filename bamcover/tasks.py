@@ -275,6 +275,8 @@ class Task:
         if not items:
             raise BamcoverError("nothing to run: the task has no chunks")
         root = Path(workdir or DEFAULT_WORKDIR).resolve()
+        if executor.kind == "slurm":
+            slurm.literal(str(root))      # refuses what Slurm cannot write logs under
         root.mkdir(parents=True, exist_ok=True)
         task_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         path = root / task_id
@@ -358,7 +360,7 @@ class Task:
 
     def _submit_slurm(self, indices: list[int], base: int) -> None:
         attempt = len(self.manifest["submissions"])
-        log = str(self.path / "logs" / f"%a-{base}-{attempt}-%A.log")
+        log = f"{slurm.literal(str(self.path / 'logs'))}/%a-{base}-{attempt}-%A.log"
         job_id = slurm.submit_array(str(self.path / "job.sh"), [i - base for i in indices],
                                     self.manifest["name"], log,
                                     [*self.executor.args(), f"--chdir={self.path}",

@@ -258,7 +258,7 @@ def test_two_tasks_at_once(tmp_path):
 
 
 def test_hostile_names_and_paths(tmp_path):
-    evil = tmp_path / "a dir; $(touch PWNED) `touch PWNED2` 'q\" x"
+    evil = tmp_path / "a dir; $(touch PWNED) `touch PWNED2` 'q\" x %u %%j"
     evil.mkdir()
     bam = evil / "s $(touch PWNED3).bam"
     shutil.copy(SE_CHIP, bam)
@@ -278,6 +278,26 @@ def test_hostile_names_and_paths(tmp_path):
     for root in (tmp_path, evil, ROOT, evil / "tasks $(touch PWNED6)"):
         for dirpath, _, files in os.walk(root):
             assert not [f for f in files if f.startswith("PWNED")], dirpath
+
+
+def test_workdir_with_slurm_filename_patterns(tmp_path):
+    """Slurm expands %u, %j, %% ... in --output: a --workdir like run_%u must still get
+    each chunk's log, under the task, where status finds it."""
+    work = tmp_path / "run_%u 100%"
+    t = tasks.submit("tests.jobfuncs:crash", [{"x": i} for i in range(2)],
+                     executor=tasks.SlurmExecutor(), workdir=work, reduce="sum")
+    assert str(t.path).startswith(str(work))
+    t.wait(progress=False, poll=0.2, timeout=120)
+    st = t.status()
+    assert st["state"].tolist() == ["COMPLETED", "FAILED"], st
+    for i in (0, 1):
+        assert os.path.dirname(st.loc[i, "log"]) == str(t.path / "logs"), st
+    assert "blew up on purpose" in open(st.loc[1, "log"]).read()
+    assert "blew up on purpose" in st.loc[1, "error"]
+    assert t.collect(permissive=True).tolist() == [0]
+    with pytest.raises(tasks.BamcoverError, match="backslash"):
+        tasks.submit("tests.jobfuncs:square", [{"x": 1}], executor=tasks.SlurmExecutor(),
+                     workdir=tmp_path / "a\\b")
 
 
 def test_timeout_is_reported(timeout_task):
