@@ -254,7 +254,7 @@ def write_matrices(matrices: dict, path: str | None, options: Options,
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False),
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(),
                 metavar="REGIONS... BAM...")
 @click.option("--output", "-o", default="-", show_default=True,
               help="Profile table (.tsv, .csv, .gz, .parquet); '-' is stdout.")
@@ -437,8 +437,8 @@ def _collect_and_write(task, permissive: bool, outputs: dict) -> None:
 
 
 @main.command(name="density")
-@click.argument("regions", type=click.Path(dir_okay=False))
-@click.argument("bams", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("regions", type=click.Path())
+@click.argument("bams", nargs=-1, required=True, type=click.Path())
 @click.option("--output", "-o", default="-", show_default=True,
               help="Table (.tsv, .csv, .gz, .parquet); '-' is stdout.")
 @click.option("--labels", default=None, help="Comma-separated sample labels [file stems].")

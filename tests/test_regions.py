@@ -67,7 +67,8 @@ def test_bins_round_the_window_up():
 
 
 def test_summit_needs_narrowpeak():
-    with pytest.raises(BamcoverError, match=r"line 1: --reference-point summit"):
+    with pytest.raises(BamcoverError, match=rf"^{SUMMITS}: --reference-point summit needs a "
+                                            "narrowPeak file"):
         reference_points(read_regions(SUMMITS), Options(reference_point="summit"), "s.bed")
 
 
@@ -90,8 +91,9 @@ def test_malformed_bed(tmp_path, text, message):
 
 def _both(text: str):
     """(compiled columns or None, the checked parser's columns)."""
-    raw, line_no = regions._checked_table(text, "x.bed")
-    return regions._plain_columns(text), regions._table_columns(raw, line_no, "x.bed")
+    raw, line_no, fields = regions._checked_table(text, "x.bed")
+    return (regions._plain_columns(text.encode(), "x.bed"),
+            regions._table_columns(raw, line_no, fields, "x.bed"))
 
 
 def _same(a: dict, b: dict) -> None:
@@ -114,8 +116,8 @@ def test_fast_parser_agrees_with_checked_parser(path):
         if plain is not None:
             _same(plain, checked)
     for odd in ("# c\n", "track x\n", "\n", "  \n", "chr1 1 2\n", "\tchr1\t1\t2\n"):
-        assert regions._plain_columns(odd + text) is None
-        assert regions._plain_columns(text + odd + text) is None
+        assert regions._plain_columns((odd + text).encode()) is None
+        assert regions._plain_columns((text + odd + text).encode()) is None
 
 
 def test_missing_file(tmp_path):
@@ -155,4 +157,4 @@ def test_compiled_parser_equals_checked_parser(text):
     "chr1\t1\t5\t.\t0\t+\t1\t2\t3\t+4\n", "chr1\t1\t99999999999999999999\n",
 ])
 def test_compiled_parser_leaves_unusual_text_to_the_checked_parser(text):
-    assert regions._plain_columns(text) is None
+    assert regions._plain_columns(text.encode()) is None
