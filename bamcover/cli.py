@@ -3,6 +3,7 @@ to stderr."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -17,7 +18,13 @@ from . import __version__
 from ._lazy import pd
 from .errors import BamcoverError
 from .options import DEFAULT_FLAG_EXCLUDE, DEFAULT_WORKDIR, TN5_SHIFT, Options, parse_flag
-from .outputs import check_distinct, check_writable, provenance, write_provenance, write_table
+from .outputs import (
+    all_or_nothing,
+    check_outputs,
+    provenance,
+    write_provenance,
+    write_table,
+)
 from .profiles import STATUS_MISSING, STATUS_OFF, STATUS_UNKNOWN, _stem, compute, coverage, density
 from .reads import open_bam
 from .regions import read_regions, region_columns
@@ -163,16 +170,50 @@ def _options(kw: dict, **extra) -> Options:
     )
 
 
+class Interrupted(BaseException):
+    """A signal that stops the run (SIGTERM, SIGHUP): raised in the main thread so that
+    workers are stopped and temporaries removed on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
 def handle_errors(func):
-    """Bad input: one line on stderr and exit status 2."""
+    """Bad input: one line on stderr and exit status 2. The outputs of the command are
+    all-or-nothing (:func:`~bamcover.outputs.all_or_nothing`); a signal exits 128 + its
+    number with one line, a closed stdout pipe quietly with 141, as Unix tools do."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        import signal
+
         try:
-            return func(*args, **kwargs)
+            with all_or_nothing():
+                return func(*args, **kwargs)
+        except BrokenPipeError:
+            _quiet_stdout()
+            sys.exit(128 + signal.SIGPIPE)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            click.echo(f"bamcover: stopped by {signal.Signals(signum).name}; "
+                       "no output written", err=True)
+            sys.exit(128 + signum)
         except (BamcoverError, OverflowError, OSError) as exc:
             click.echo(f"bamcover: error: {exc}", err=True)
             sys.exit(2)
     return wrapper
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush on exit does not
+    report the closed pipe again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"],
@@ -310,13 +351,12 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
                        pseudocount=pseudocount, scale_regions=kw.pop("scale_regions"),
                        body_length=kw.pop("body_length"))
     options.warn_rounding()
-    for path in (output, matrix_path, long_path):
-        check_writable(path)
-    check_distinct({"-o": output, "--matrix": matrix_path, "--long": long_path})
-    if quiet:
-        log.setLevel(logging.WARNING)
     bams = [p for p in inputs if p.lower().endswith(".bam")]
     region_files = [p for p in inputs if not p.lower().endswith(".bam")]
+    check_outputs({"-o": output, "--matrix": matrix_path, "--long": long_path},
+                  [*inputs, *(_split(control) or [])])
+    if quiet:
+        log.setLevel(logging.WARNING)
     if not bams or not region_files:
         raise BamcoverError("give at least one region file and one BAM (files ending in .bam)")
     check_matrix_target(matrix_path, options, len(bams) * len(region_files))
@@ -449,7 +489,7 @@ def density_cmd(regions, bams, output, labels, quiet, slurm, jobs, workdir, no_w
     """Reads overlapping each region of REGIONS in each BAM, with CPM and RPKM."""
     executor = _executor(kw, slurm)
     options = _options(kw)
-    check_writable(output)
+    check_outputs({"-o": output}, [regions, *bams])
     if quiet:
         log.setLevel(logging.WARNING)
     regs = read_regions(regions)
@@ -543,10 +583,9 @@ def collect_cmd(task, workdir, output, matrix_path, long_path, permissive):
                 raise BamcoverError(f"task {t.id} was submitted without --matrix or --long; "
                                     f"it has no matrix for {option}")
             outputs[key] = path
-    for path in outputs.values():
-        check_writable(path)
-    check_distinct({"-o": outputs.get("output"), "--matrix": outputs.get("matrix"),
-                    "--long": outputs.get("long")})
+    check_outputs({"-o": outputs.get("output"), "--matrix": outputs.get("matrix"),
+                   "--long": outputs.get("long")},
+                  [i["path"] for i in t.manifest["inputs"]])
     _collect_and_write(t, permissive, outputs)
 
 
@@ -696,8 +735,14 @@ def plot_heatmap(inputs, output, labels, reference_label, kb, units, title, dpi,
 
 
 def run() -> None:
-    """The ``bamcover`` command: :func:`main`, then exit without the collector's last sweep
-    over every object the run made or imported (25 of the 35 ms a run took to exit)."""
+    """The ``bamcover`` command: :func:`main` with SIGTERM and SIGHUP stopping the run as
+    Ctrl-C does (workers stopped, temporaries removed), then exit without the collector's
+    last sweep over every object the run made or imported (25 of the 35 ms a run took to
+    exit)."""
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupted)
     try:
         main()
     finally:

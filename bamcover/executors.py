@@ -4,10 +4,13 @@ chunks into one accumulator per worker process."""
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
+
+from .errors import BamcoverError
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -74,11 +77,40 @@ def _nothing() -> None:
     return None
 
 
-def _default_signals() -> None:
-    """Workers die on SIGTERM (the parent may have a handler that raises)."""
+def _default_signals(parent: int) -> None:
+    """Workers die on SIGTERM and SIGHUP (the parent may have handlers that raise), and
+    with their parent: a parent killed outright (SIGKILL, OOM killer) must not leave them
+    blocked on the queues forever."""
     import signal
 
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)     # PR_SET_PDEATHSIG (Linux)
+    if os.getppid() != parent:                      # the parent died before prctl
+        os._exit(1)
+
+
+class WorkerDied(BamcoverError):
+    """A worker process ended without its result (killed by a signal, e.g. the OOM
+    killer): one line, never a hang or a traceback."""
+
+    def __init__(self, code: int):
+        import signal
+
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+            why = f"was killed by {name}"
+            if -code == signal.SIGKILL:
+                why += " (out of memory? try fewer --processes or a larger --mem)"
+        else:
+            why = f"ended with exit code {code}"
+        super().__init__(f"a worker process {why} before sending its result; "
+                         "no output written")
+        self.code = code
 
 
 def starmap_local(func: Callable[..., Any], items: Iterable[Any], *args: Any,
@@ -136,7 +168,7 @@ def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence
     Each worker calls ``start()`` once for ``(work, finish)``, then takes item indices
     from a queue, sending ``("item", (i, work(items[i])))`` for each and
     ``("end", finish())`` when the queue runs dry. A worker's exception is re-raised
-    here; a worker that ends without its "end" message is a RuntimeError.
+    here; a worker that ends without its "end" message is a :class:`WorkerDied`.
     """
     # imported here: a one-process run never needs them (12 ms of every start-up)
     import multiprocessing as mp
@@ -148,7 +180,8 @@ def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence
         todo.put(i)
     for _ in range(processes):
         todo.put(None)
-    workers = [ctx.Process(target=_worker, args=(start, items, todo, done, i), daemon=True)
+    workers = [ctx.Process(target=_worker, args=(start, items, todo, done, i, os.getpid()),
+                           daemon=True)
                for i in range(processes)]
     try:
         for w in workers:
@@ -162,9 +195,7 @@ def _run_workers(start: Callable[[], tuple[Callable, Callable]], items: Sequence
                 codes = [w.exitcode for w in workers]
                 if None not in codes or any(codes):      # nothing more can come…
                     if last_look:                        # …once the pipe is drained
-                        bad = next((c for c in codes if c), 0)
-                        raise RuntimeError(f"a worker process ended without its result "
-                                           f"(exit code {bad})") from None
+                        raise WorkerDied(next((c for c in codes if c), 0)) from None
                     last_look = True
                 continue
             if kind == "error":
@@ -195,10 +226,10 @@ def workers_for(processes: int, items: Sequence[Any]) -> int:
     return max(1, min(processes, len(items)))
 
 
-def _worker(start, items, todo, done, index) -> None:
+def _worker(start, items, todo, done, index, parent) -> None:
     global _WORKER
     _WORKER = index
-    _default_signals()
+    _default_signals(parent)
     try:
         work, finish = start()
         while (i := todo.get()) is not None:
@@ -210,3 +241,25 @@ def _worker(start, items, todo, done, index) -> None:
         except Exception:  # noqa: BLE001 - unpicklable: send its text
             exc = RuntimeError("".join(traceback.format_exception_only(exc)).strip())
         done.put(("error", exc))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie, or our own child that has
+    ended, does not)."""
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)   # reap our own finished runner
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().split(")")[-1].split()[0] == "Z":
+                return False
+    return True

@@ -49,7 +49,7 @@ import numpy as np
 from . import __version__, slurm
 from ._lazy import pd
 from .errors import BamcoverError
-from .executors import progress_bar
+from .executors import pid_alive, progress_bar
 from .options import DEFAULT_WORKDIR, available_cores
 
 DONE = "COMPLETED"
@@ -536,7 +536,7 @@ class Task:
         elif ours and "exit_code" in ours:
             row["state"] = "CANCELLED" if ours["exit_code"] == 143 else "FAILED"
             row["exit_code"] = ours["exit_code"]
-        elif "pid" in sub and _alive(sub["pid"]):
+        elif "pid" in sub and pid_alive(sub["pid"]):
             row["state"] = "RUNNING" if ours else "PENDING"
         elif self.manifest.get("cancelled"):
             row["state"] = "CANCELLED"
@@ -633,7 +633,7 @@ class Task:
         for sub in self.manifest["submissions"]:
             if "job_id" in sub:
                 slurm.cancel(sub["job_id"])
-            elif _alive(sub["pid"]):
+            elif pid_alive(sub["pid"]):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(sub["pid"], signal.SIGTERM)
 
@@ -778,26 +778,6 @@ def _write_script(path: Path, manifest: dict) -> None:
     ])
     (path / "job.sh").write_text(script)
     os.chmod(path / "job.sh", 0o700)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)   # reap our own finished runner
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().split(")")[-1].split()[0] == "Z":
-                return False
-    return True
 
 
 def _tail(path: str, lines: int = 5) -> str:

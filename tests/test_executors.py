@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from bamcover import BamcoverError
-from bamcover.executors import fold_local, map_local, worker_index
+from bamcover.executors import WorkerDied, fold_local, map_local, worker_index
+
+from .procs import alive, children
 
 
 def _add(state: list, item: int) -> None:
@@ -37,7 +39,7 @@ def test_fold_reraises_a_worker_error():
 
 
 def test_fold_refuses_a_result_missing_a_killed_worker():
-    with pytest.raises(RuntimeError, match="ended without its result"):
+    with pytest.raises(WorkerDied, match="killed by SIGKILL .out of memory"):
         fold_local(list, _add, [1, 2, 666, 3, 4, 5], 2)
 
 
@@ -68,8 +70,9 @@ def test_map_reraises_a_worker_error():
 
 
 def test_map_refuses_to_hang_on_a_killed_worker():
-    with pytest.raises(RuntimeError, match="ended without its result"):
+    with pytest.raises(WorkerDied, match="killed by SIGKILL") as err:
         list(map_local(_square_or_die, [1, 2, 666, 3, 4, 5], 2))
+    assert isinstance(err.value, BamcoverError) and "\n" not in str(err.value)
 
 
 class _Stop(Exception):
@@ -99,7 +102,7 @@ def test_parent_handler_runs_when_a_helper_thread_takes_the_signal():
         timer.cancel()
         signal.signal(signal.SIGTERM, previous)
     assert time.monotonic() - begin < 5
-    assert not [p for p in multiprocessing.active_children() if p.is_alive()]
+    assert not [p for p in multiprocessing.activechildren() if p.isalive()]
 
 
 def _which_worker(item: int) -> int | None:
@@ -126,3 +129,29 @@ def test_fold_brings_back_large_states():
     assert all((a == a[0]).all() and a.size == 300_000 for s in states for a in s)
     with pytest.raises(BamcoverError, match="chunk 13 is bad"):
         fold_local(list, _big, [1, 2, 13, 3], 2)
+
+
+def test_workers_die_with_a_parent_killed_outright():
+    """A parent killed by SIGKILL (the OOM killer) cannot stop its workers; they must not
+    stay blocked on the queues forever (before: orphaned and hung)."""
+    import subprocess
+    import sys
+
+    code = ("import time\nfrom bamcover.executors import map_local\n"
+            "list(map_local(time.sleep, [60, 60, 60, 60], 2))")
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 20
+        while len(workers := children(parent.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 2
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(w) for w in workers)
+    finally:
+        parent.kill()
+        for w in children(parent.pid):
+            os.kill(w, signal.SIGKILL)
