@@ -19,6 +19,7 @@ from ._lazy import pd
 from .errors import BamcoverError
 from .options import DEFAULT_FLAG_EXCLUDE, DEFAULT_WORKDIR, TN5_SHIFT, Options, parse_flag
 from .outputs import (
+    PROVENANCE_SUFFIX,
     all_or_nothing,
     check_outputs,
     provenance,
@@ -88,7 +89,8 @@ def read_options(func):
                      help="Longer pairs are treated as single reads with --pairs."),
         click.option("--strand-wise", is_flag=True,
                      help="Two channels, sense and antisense to the region's strand."),
-        click.option("--min-mapq", type=int, default=0, show_default=True),
+        click.option("--min-mapq", type=int, default=0, show_default=True,
+                     help="Skip reads with mapping quality below Q."),
         click.option("--ignore-duplicates", is_flag=True, help="Skip reads flagged 0x400."),
         click.option("--sam-flag-include", type=SamFlag(), default="0", show_default=True,
                      help="Count only reads with all these flag bits."),
@@ -113,10 +115,12 @@ def slurm_options(func):
                      help="Chunks of regions, one array task each."),
         click.option("--cpus-per-job", type=click.IntRange(1), default=1, show_default=True,
                      help="CPUs per array task; its process pool uses them all."),
-        click.option("--partition", default=None),
+        click.option("--partition", default=None,
+                     help="Slurm partition [the cluster's default]."),
         click.option("--time", "time_limit", default=None, help="Time limit per array task."),
         click.option("--mem", default=None, help="Memory per array task (e.g. 4G)."),
-        click.option("--account", default=None),
+        click.option("--account", default=None,
+                     help="Slurm account to charge [your default]."),
         click.option("--sbatch-arg", multiple=True,
                      help="Extra sbatch argument, verbatim (repeatable)."),
         click.option("--workdir", default=DEFAULT_WORKDIR, show_default=True,
@@ -216,8 +220,19 @@ def _quiet_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"],
-                               "max_content_width": 100})
+class _Ordered(click.Group):
+    """Commands listed in the order users reach for them, not alphabetically."""
+
+    order = ("profile", "density", "plot", "tasks", "status", "wait", "collect", "resubmit",
+             "cancel", "clean")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        known = [c for c in self.order if c in self.commands]
+        return known + sorted(c for c in self.commands if c not in known)
+
+
+@click.group(cls=_Ordered, context_settings={"help_option_names": ["-h", "--help"],
+                                             "max_content_width": 100})
 @click.version_option(__version__, prog_name="bamcover")
 def main() -> None:
     """Exact, strand-aware, fragment-extended read coverage from BAM files over BED regions."""
@@ -268,10 +283,11 @@ def check_matrix_target(path: str | None, options: Options, n_matrices: int) -> 
 
 
 def write_matrices(matrices: dict, path: str | None, options: Options,
-                   long_path: str | None = None) -> None:
-    """Matrices by suffix: ``.mat.gz`` deepTools computeMatrix format, ``.cdt`` JavaTreeView,
-    else a flat table (``sample group`` columns first when there are several); and the tidy
-    long table at ``long_path``."""
+                   long_path: str | None = None, scores: dict | None = None) -> None:
+    """Matrices by suffix: ``.mat.gz`` deepTools computeMatrix format (``scores``: the BED
+    scores of each group's regions, for its score column), ``.cdt`` JavaTreeView, else a
+    flat table (``sample group`` columns first when there are several); and the tidy long
+    table at ``long_path``."""
     from . import formats
 
     if path:
@@ -279,7 +295,7 @@ def write_matrices(matrices: dict, path: str | None, options: Options,
         if path.endswith(".mat.gz"):
             formats.write_deeptools_matrix(matrices, path,
                                            reference_point=options.reference_point,
-                                           threads=options.n_processes)
+                                           threads=options.n_processes, scores=scores)
         elif path.removesuffix(".gz").endswith(".cdt"):
             formats.write_cdt(next(iter(matrices.values())), path)
         elif len(matrices) == 1:
@@ -306,10 +322,17 @@ def write_matrices(matrices: dict, path: str | None, options: Options,
               help="Also write the matrix as a tidy long table (.tsv, .gz, .parquet): one row "
                    "per region x sample x channel x bin.")
 @click.option("--reference-point", type=click.Choice(["start", "end", "center", "summit"]),
-              default="center", show_default=True)
-@click.option("--upstream", "-u", type=int, default=2000, show_default=True)
-@click.option("--downstream", "-d", type=int, default=2000, show_default=True)
-@click.option("--bin-size", "-b", type=int, default=1, show_default=True)
+              default="center", show_default=True,
+              help="Offset 0 of each window: the region's 5' start or 3' end (by its "
+                   "strand), its center, or the narrowPeak summit (column 10).")
+@click.option("--upstream", "-u", type=int, default=2000, show_default=True,
+              help="Bases before the reference point (5' of the region's strand); rounded "
+                   "up to a multiple of --bin-size.")
+@click.option("--downstream", "-d", type=int, default=2000, show_default=True,
+              help="Bases from the reference point on (3'); rounded up to a multiple of "
+                   "--bin-size.")
+@click.option("--bin-size", "-b", type=int, default=1, show_default=True,
+              help="Bases summed per bin; bins are labelled by their first offset.")
 @click.option("--no-orient", is_flag=True,
               help="Genomic offsets for '-' regions too (default: read 5'→3').")
 @click.option("--scale-regions", is_flag=True,
@@ -331,8 +354,10 @@ def write_matrices(matrices: dict, path: str | None, options: Options,
               help="Control BAM (or comma-separated, one per sample): values become "
                    "--operation of sample and control, both normalised.")
 @click.option("--operation", type=click.Choice(["log2", "subtract"]), default="log2",
-              show_default=True)
-@click.option("--pseudocount", type=float, default=1.0, show_default=True)
+              show_default=True,
+              help="With --control: log2((sample + p) / (control + p)) or sample - control.")
+@click.option("--pseudocount", type=float, default=1.0, show_default=True,
+              help="p of --operation log2, added to both after normalisation.")
 @read_options
 @slurm_options
 @handle_errors
@@ -373,7 +398,9 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
         outputs = {"output": _abs(output), "matrix": _abs(matrix_path), "long": _abs(long_path)}
         from . import cluster
 
-        task = cluster.submit_profile(pd.DataFrame(regs), bam_, options, executor=executor,
+        frame = pd.DataFrame(regs)
+        frame.attrs["source"] = regs.source          # errors name the region file
+        task = cluster.submit_profile(frame, bam_, options, executor=executor,
                                       jobs=jobs, with_matrix=bool(matrix_path or long_path),
                                       workdir=workdir, outputs=outputs,
                                       group=_stem(region_files[0]),
@@ -414,11 +441,16 @@ def _profile_many(region_files, bams, options, output, matrix_path, long_path, l
     if controls:
         controls = dict(zip(samples, controls * len(bams) if len(controls) == 1 else controls,
                             strict=False))
-    result = coverage(region_files, bams, options, labels=samples,
-                      group_labels=_split(group_labels), control=controls,
+    names = _split(group_labels) or [_stem(f) for f in region_files]
+    if len(names) != len(region_files) or len(set(names)) != len(names):
+        raise BamcoverError(f"--group-labels: {len(region_files)} distinct labels needed, "
+                            f"one per region file; got {names}")
+    groups = {g: read_regions(f) for g, f in zip(names, region_files, strict=True)}
+    result = coverage(groups, bams, options, labels=samples, control=controls,
                       with_matrix=bool(matrix_path or long_path or controls),
                       progress=not quiet)
-    write_matrices(result.matrices, matrix_path, options, long_path)
+    write_matrices(result.matrices, matrix_path, options, long_path,
+                   scores={g: regs["score"] for g, regs in groups.items()})
     write_table(result.profile, output)
     ctrl = list(controls.values()) if controls else []
     _record([output, matrix_path, long_path], [*region_files, *bams, *ctrl], options,
@@ -435,7 +467,8 @@ def _write_profile(result, regs, bam_, output, matrix_path, options, long_path=N
     if result.library_size is not None:
         log.info("library size: %d reads pass the filters in %s", result.library_size, bam_.name)
     if result.matrix is not None:
-        write_matrices({key: result.matrix}, matrix_path, options, long_path)
+        write_matrices({key: result.matrix}, matrix_path, options, long_path,
+                       scores={key[1]: regs["score"]} if "score" in regs else None)
     write_table(result.columns, output or "-", attrs=result.attrs)
 
 
@@ -548,7 +581,7 @@ def status(task, workdir):
 @main.command()
 @task_argument
 @workdir_option
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def wait(task, workdir, quiet):
     """Wait until no chunk is pending or running; exit 1 if any chunk has no result."""
@@ -583,9 +616,11 @@ def collect_cmd(task, workdir, output, matrix_path, long_path, permissive):
                 raise BamcoverError(f"task {t.id} was submitted without --matrix or --long; "
                                     f"it has no matrix for {option}")
             outputs[key] = path
+    from .cluster import submitted_inputs
+
     check_outputs({"-o": outputs.get("output"), "--matrix": outputs.get("matrix"),
                    "--long": outputs.get("long")},
-                  [i["path"] for i in t.manifest["inputs"]])
+                  [i["path"] for i in submitted_inputs(t)])
     _collect_and_write(t, permissive, outputs)
 
 
@@ -651,7 +686,7 @@ def plot_options(func):
                      default=None,
                      help="Unit of the values [from the file or its provenance record, else "
                           "reads]; a log2 ratio is drawn as it is, the others per base."),
-        click.option("--title", default=None),
+        click.option("--title", default=None, help="Figure title [none]."),
         click.option("--dpi", type=int, default=150, show_default=True,
                      help="Resolution of PNG output."),
     ]
@@ -666,12 +701,13 @@ def _plot(kind: str, inputs, output, labels, dpi: int, **draw_kw) -> None:
     from . import plotting
 
     plotting.check_figure_path(output)
+    check_outputs({"-o": output}, [p for i in inputs for p in (i, i + PROVENANCE_SUFFIX)])
     data = _load_plot_inputs(inputs, labels)
     plotting.save(getattr(plotting, kind)(data, **draw_kw), output, dpi=dpi)
     _record([output], list(inputs), None, {})
 
 
-@main.group()
+@main.group(cls=_Ordered)
 def plot():
     """Figures from tables bamcover wrote (profile -o, --matrix, tidy tables) or from
     deepTools computeMatrix files (.mat.gz); coverage is never recomputed."""
@@ -734,8 +770,35 @@ def plot_heatmap(inputs, output, labels, reference_label, kb, units, title, dpi,
           reference_label=reference_label, kb=kb, title=title, units=units)
 
 
+def invoke(args: list[str] | None = None) -> int:
+    """Run the command line on ``args`` (default: ``sys.argv[1:]``) and return its exit
+    status; every error, click's usage errors included, is one stderr line."""
+    import signal
+
+    try:
+        code = main(args, standalone_mode=False)
+    except SystemExit as exc:                       # the commands' own exits
+        code = exc.code
+    except click.exceptions.NoArgsIsHelpError as exc:     # a bare group: its help
+        click.echo(exc.ctx.get_help())
+        code = exc.exit_code
+    except click.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        click.echo(f"bamcover: error: {message}{hint}", err=True)
+        code = exc.exit_code
+    except click.Abort:
+        click.echo("bamcover: stopped by SIGINT; no output written", err=True)
+        code = 128 + signal.SIGINT
+    except BrokenPipeError:          # --help into a closed pipe
+        _quiet_stdout()
+        code = 128 + signal.SIGPIPE
+    return code if isinstance(code, int) else 0
+
+
 def run() -> None:
-    """The ``bamcover`` command: :func:`main` with SIGTERM and SIGHUP stopping the run as
+    """The ``bamcover`` command: :func:`invoke` with SIGTERM and SIGHUP stopping the run as
     Ctrl-C does (workers stopped, temporaries removed), then exit without the collector's
     last sweep over every object the run made or imported (25 of the 35 ms a run took to
     exit)."""
@@ -744,9 +807,10 @@ def run() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_interrupted)
     try:
-        main()
+        code = invoke()
     finally:
         gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -640,6 +640,9 @@ def provenance(command: dict, inputs: list[str], options: dict | None = None,
 
     stamps = []
     for path in inputs:
+        if os.fspath(path) == "-":
+            stamps.append({"path": "<stdin>"})
+            continue
         try:
             st = os.stat(path)
             stamps.append({"path": os.path.abspath(path), "size": st.st_size,

@@ -97,6 +97,11 @@ def open_bam(path: str | os.PathLike, build_index: bool = True) -> Bam:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise BamcoverError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise BamcoverError(f"{path}: is a directory, not a BAM file")
+    if not os.path.isfile(path):
+        raise BamcoverError(f"{path}: not a regular file; a BAM is read through its index, "
+                            "so it cannot come from a pipe")
     if not os.access(path, os.R_OK):
         raise BamcoverError(f"{path}: permission denied")
     try:

@@ -236,3 +236,85 @@ def test_the_command_exits_with_main_s_status(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [f"bamcover: error: {tmp_path / 'none.bam'}: "
                                               "no such file"]
+
+
+# --- help, usage errors, BAMs that are not files -------------------------------------------
+
+def _cli(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "bamcover.cli", *map(str, args)],
+                          capture_output=True, text=True, input=stdin, timeout=120)
+
+
+def _options_of(command, path=("bamcover",)):
+    import click
+
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _options_of(sub, (*path, name))
+        return
+    for p in command.params:
+        if isinstance(p, click.Option):
+            yield " ".join(path), p
+
+
+def test_every_option_has_help_and_commands_come_in_order_of_use():
+    missing = [f"{cmd} {p.opts[0]}" for cmd, p in _options_of(main) if not p.help]
+    assert missing == []
+    listed = _cli("--help").stdout.split("Commands:")[1].strip().splitlines()
+    names = [line.split()[0] for line in listed]
+    assert names[:3] == ["profile", "density", "plot"] and names[-1] == "clean"
+    assert sorted(names) == sorted(main.commands)
+
+
+@pytest.mark.parametrize("args", [
+    ["profile", SUMMITS, SE_CHIP, "-f", "abc"],
+    ["profile", SUMMITS, SE_CHIP, "--normalize", "foo"],
+    ["profile", SUMMITS, SE_CHIP, "--no-such-option"],
+    ["profile"],
+    ["density", SUMMITS],
+    ["no-such-command"],
+    ["plot", "heatmap", "x.parquet"],
+])
+def test_usage_errors_are_one_line(args):
+    done = _cli(*args)
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bamcover: error: ") and "--help" in lines[0]
+
+
+def test_a_bam_that_is_a_directory_or_a_pipe_is_one_line(tmp_path):
+    (tmp_path / "d.bam").mkdir()
+    os.mkfifo(tmp_path / "f.bam")
+    for bam in ("d.bam", "f.bam"):
+        done = _cli("profile", SUMMITS, tmp_path / bam)
+        assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert str(tmp_path / bam) in done.stderr
+
+
+def test_deeptools_matrix_carries_the_bed_scores_from_the_command_line(tmp_path):
+    """Column 5 of a .mat.gz is the region's score, one group or several."""
+    from .conftest import PEAKS
+
+    peaks = pd.read_csv(PEAKS, sep="\t", header=None)
+    one, two = tmp_path / "one.mat.gz", tmp_path / "two.mat.gz"
+    assert _cli("profile", PEAKS, SE_CHIP, "-q", "-o", tmp_path / "p1.tsv", "--matrix",
+                one).returncode == 0
+    done = _cli("profile", PEAKS, SUMMITS, SE_CHIP, "-q", "-o", tmp_path / "p2.tsv",
+                "--matrix", two)
+    assert done.returncode == 0, done.stderr
+    got = pd.read_csv(one, sep="\t", header=None, skiprows=1)
+    np.testing.assert_array_equal(got[4].to_numpy(), peaks[4].to_numpy(float))
+    both = pd.read_csv(two, sep="\t", header=None, skiprows=1)
+    summits = pd.read_csv(SUMMITS, sep="\t", header=None)
+    np.testing.assert_array_equal(both[4].to_numpy(),
+                                  np.r_[peaks[4].to_numpy(float), summits[4].to_numpy(float)])
+
+
+def test_stdin_regions_are_recorded_as_stdin(tmp_path):
+    out = tmp_path / "p.tsv"
+    done = _cli("profile", "-", SE_CHIP, "-q", "-o", out, stdin=SUMMITS.read_text())
+    assert done.returncode == 0, done.stderr
+    import json
+
+    record = json.loads((tmp_path / "p.tsv.provenance.json").read_text())
+    assert record["inputs"][0] == {"path": "<stdin>"}

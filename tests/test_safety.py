@@ -114,14 +114,29 @@ def test_two_outputs_hard_linked_are_one_file(tmp_path, copies):
 
 # --- 2. targets that are not regular files ----------------------------------------------------
 
-def test_dev_null_is_written_through_not_replaced(copies):
+@pytest.fixture()
+def devices(tmp_path):
+    """Private copies of /dev/null and /dev/full (character devices 1,3 and 1,7) in the
+    test's directory: a regression must not replace the system's own."""
+    made = {}
+    for name, minor in (("null", 3), ("full", 7)):
+        try:
+            os.mknod(tmp_path / name, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+        except OSError as exc:
+            pytest.skip(f"cannot make a device node here ({exc.strerror}); needs root")
+        made[name] = tmp_path / name
+    return made
+
+
+def test_dev_null_is_written_through_not_replaced(copies, devices):
     bam, bed = copies
-    before = os.stat("/dev/null")
-    done = cli("profile", bed, bam, "-q", "-o", "/dev/null", "--matrix", "/dev/null")
+    null = devices["null"]
+    before = os.stat(null)
+    done = cli("profile", bed, bam, "-q", "-o", null, "--matrix", null)
     assert done.returncode == 0, done.stderr
-    after = os.stat("/dev/null")
+    after = os.lstat(null)
     assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
-    assert not os.path.exists("/dev/null.provenance.json")
+    assert not os.path.exists(f"{null}.provenance.json")
 
 
 def test_fifo_output_is_streamed(tmp_path, copies):
@@ -160,13 +175,16 @@ def test_output_through_a_symlink_updates_its_target(tmp_path, copies):
 
 # --- 3. all or nothing ------------------------------------------------------------------------
 
-def test_a_failing_second_output_leaves_none(tmp_path, copies):
+def test_a_failing_second_output_leaves_none(tmp_path, copies, devices):
     """--matrix is written before -o: -o failing (disk full) must take the matrix with
     it, and the one line names the path that failed."""
     bam, bed = copies
-    done = cli("profile", bed, bam, "-q", "--matrix", tmp_path / "m.parquet", "-o", "/dev/full")
-    one_line_error(done, "/dev/full", "no space left")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.bed", "s.bam", "s.bam.bai"]
+    full = devices["full"]
+    done = cli("profile", bed, bam, "-q", "--matrix", tmp_path / "m.parquet", "-o", full)
+    one_line_error(done, str(full), "no space left")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "null", "r.bed", "s.bam",
+                                                          "s.bam.bai"]
+    assert stat.S_ISCHR(os.lstat(full).st_mode)
 
 
 def test_a_failing_provenance_record_leaves_no_output(tmp_path, copies, monkeypatch):
@@ -311,3 +329,22 @@ def test_broken_pipe_is_quiet(tmp_path, what):
     assert err == ""
     assert proc.returncode == 128 + signal.SIGPIPE
     assert not (tmp_path / "p.tsv").exists()
+
+
+def test_collect_refuses_an_output_that_is_an_input_of_the_task(tmp_path, copies, monkeypatch):
+    """collect -o / --matrix are checked against the inputs the task recorded at submit."""
+    from bamcover import cluster, tasks
+    from bamcover.options import Options
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    bam, bed = copies
+    task = cluster.submit_profile(str(bed), str(bam), Options(fragment_size=200), jobs=2,
+                                  workdir=tmp_path / "w", executor=tasks.LocalExecutor(1),
+                                  region_file=str(bed))
+    task.wait(progress=False, poll=0.1, timeout=120)
+    before = {p: digest(p) for p in (bam, bed, tmp_path / "s.bam.bai")}
+    for option, target in (("-o", bed), ("--matrix", bam), ("-o", tmp_path / "s.bam.bai")):
+        done = cli("collect", task.path, option, target)
+        one_line_error(done, "input")
+    assert {p: digest(p) for p in before} == before
+    assert cli("collect", task.path, "-o", tmp_path / "p.tsv").returncode == 0
