@@ -102,7 +102,7 @@ def test_parent_handler_runs_when_a_helper_thread_takes_the_signal():
         timer.cancel()
         signal.signal(signal.SIGTERM, previous)
     assert time.monotonic() - begin < 5
-    assert not [p for p in multiprocessing.activechildren() if p.isalive()]
+    assert not [p for p in multiprocessing.active_children() if p.is_alive()]
 
 
 def _which_worker(item: int) -> int | None:
