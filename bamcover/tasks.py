@@ -49,8 +49,8 @@ import numpy as np
 from . import __version__, slurm
 from ._lazy import pd
 from .errors import BamcoverError
-from .executors import pid_alive, progress_bar
 from .options import DEFAULT_WORKDIR, available_cores
+from .pool import pid_alive, progress_bar
 
 DONE = "COMPLETED"
 ACTIVE = {"PENDING", "RUNNING"} | slurm.ACTIVE

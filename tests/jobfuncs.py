@@ -43,7 +43,7 @@ def _sleep_and_record(args: tuple[str, int]) -> int:
 
 def pool_sleep(path: str) -> np.ndarray:
     """A job whose work sits in a bamcover process pool (for SIGTERM clean-up tests)."""
-    from bamcover.executors import map_local
+    from bamcover.pool import map_local
 
     with open(path, "w") as fh:
         fh.write(str(os.getpid()))

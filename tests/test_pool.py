@@ -1,4 +1,4 @@
-"""The local executors: folding into per-worker accumulators, and its failures."""
+"""The local process pool: folding into per-worker accumulators, and its failures."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bamcover import BamcoverError
-from bamcover.executors import WorkerDied, fold_local, map_local, worker_index
+from bamcover.pool import WorkerDied, fold_local, map_local, worker_index
 
 from .procs import alive, children
 
@@ -137,7 +137,7 @@ def test_workers_die_with_a_parent_killed_outright():
     import subprocess
     import sys
 
-    code = ("import time\nfrom bamcover.executors import map_local\n"
+    code = ("import time\nfrom bamcover.pool import map_local\n"
             "list(map_local(time.sleep, [60, 60, 60, 60], 2))")
     parent = subprocess.Popen([sys.executable, "-c", code])
     try:
