@@ -1,4 +1,4 @@
-"""A brute-force reference written for the tests from the README's semantics.
+"""A brute-force reference written for the tests from the semantics in docs/semantics.md.
 
 It shares no code with bamcover: records come from ``samtools view`` text (or from
 hand-built tuples), CIGARs are walked by hand, and coverage is accumulated read by read
@@ -73,7 +73,7 @@ def in_library(rec: Rec, o: Opts) -> bool:
 
 
 def covered(rec: Rec, o: Opts, chrom_len: int):
-    """(start, end, reverse) a record covers, or None; straight from the README."""
+    """(start, end, reverse) a record covers, or None; straight from docs/semantics.md."""
     if not in_library(rec, o):
         return None
     sf = o.shift

@@ -19,7 +19,7 @@ BAM filtered with ``samtools view -F 0xB04`` (``-q Q`` for ``min_mapq``, ``-F 0x
 
 The bedGraph of an oracle is turned into per-window arrays here (``BedGraph.at``); the window
 layout (reference point, flipping of '-' regions, rounding to whole bins) is re-derived from
-the README in ``expected_matrix`` on a plain pandas reading of the region file.
+docs/semantics.md in ``expected_matrix`` on a plain pandas reading of the region file.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def read_bed(path: Path) -> pd.DataFrame:
 
 
 def reference(regions: pd.DataFrame, point: str) -> np.ndarray:
-    """README: start = start on '+', end-1 on '-'; end = end-1 on '+', start on '-';
+    """docs/semantics.md: start = start on '+', end-1 on '-'; end = end-1 on '+', start on '-';
     center = start + (end-start)//2; summit = start + column 10."""
     s, e = regions["start"].to_numpy(), regions["end"].to_numpy()
     minus = regions["strand"].to_numpy() == "-"
@@ -121,7 +121,7 @@ def reference(regions: pd.DataFrame, point: str) -> np.ndarray:
 
 def expected_matrix(regions: pd.DataFrame, plus, minus=None, *, point="center", upstream=1000,
                     downstream=1000, bin_size=1, orient=True, channel="total") -> np.ndarray:
-    """The matrix the README defines, from oracle coverage tracks.
+    """The matrix docs/semantics.md defines, from oracle coverage tracks.
 
     ``plus``/``minus``: per-base tracks of reads on '+'/'-' (``minus=None``: ``plus`` holds all
     reads). ``channel``: total, sense or antisense (relative to the region's strand, '.' = '+').
@@ -392,7 +392,7 @@ def test_density_vs_intersect(case, filtered):
         np.testing.assert_allclose(d[f"{label}_rpkm"].to_numpy(),
                                    count * 1e9 / (size * length), rtol=1e-15, atol=0)
         assert count.sum() > 0
-    if case == "mapq1-dedup":   # the README's arithmetic for the fixture
+    if case == "mapq1-dedup":   # docs/semantics.md's arithmetic for the fixture
         assert d["chip_library_size"].iat[0] == 45672
 
 
@@ -507,7 +507,7 @@ def test_deeptools_center_plus_strand_identical(deeptools_run):
 def test_deeptools_center_minus_strand_off_by_one(deeptools_run):
     """'-' regions with --referencePoint center: deepTools splits the region at
     mid = start + (end-start)//2 into [mid-D, mid) and [mid, mid+U) and reverses, so its offset
-    0 is genomic mid-1; bamcover's offset 0 is mid (the README's center rule). Hence
+    0 is genomic mid-1; bamcover's offset 0 is mid (the center rule of docs/semantics.md). Hence
     deepTools[:, k] == bamcover[:, k+1] exactly (pins the documented difference)."""
     want, strand = compute_matrix(deeptools_run, deeptools_run["bed"], "center", 1, "c1")
     got = values(bamcover.matrix(deeptools_run["bed"], SE_CHIP, fragment_size=200,

@@ -64,7 +64,7 @@ def _samtools_count(path: Path, exclude: int, include: int) -> int:
 @pytest.mark.parametrize("exclude,include", [(0, 0), (DEFAULT_FLAG_EXCLUDE, 0), (0, 0x4),
                                              (0x100, 0)])
 def test_library_size_counts_unplaced_records(tmp_path, reader, exclude, include):
-    """README: library size = records in the whole BAM passing the filters, also the
+    """docs/semantics.md: library size = records in the whole BAM passing the filters, also the
     unplaced ``*`` records when the flags let unmapped records in (was 2 of 3)."""
     bam = _three_records(tmp_path / "three.bam")
     rules = Options(flag_exclude=exclude, flag_include=include).read_rules()

@@ -1,7 +1,7 @@
 """Scale-regions mode: a brute-force reference with exact fractions, deepTools
 ``computeMatrix scale-regions``, chunking/process invariance, the task path and the CLI.
 
-README: each body ``[start, end)`` of length L is scaled to nb = body_length / bin_size
+docs/semantics.md: each body ``[start, end)`` of length L is scaled to nb = body_length / bin_size
 bins, bin j covering genomic ``[start + j·L/nb, start + (j+1)·L/nb)`` with bases cut by an
 edge weighted by the fraction inside; flanks are unscaled bins of bin_size bases; every bin
 is the mean per-base coverage; a bin weighing any base off the chromosome is NaN.
@@ -30,7 +30,7 @@ from .test_oracle import _coverage
 FRAGMENT = 200
 
 
-# --- the reference: exact fractions per base, straight from the README ---------------------
+# --- the reference: exact fractions per base, straight from docs/semantics.md--------------------
 
 def _mean(track: np.ndarray, a: Fraction, b: Fraction, chrom_len: int) -> float:
     """Mean of per-base ``track`` over the real interval [a, b): bases cut by an edge count
@@ -45,7 +45,7 @@ def _mean(track: np.ndarray, a: Fraction, b: Fraction, chrom_len: int) -> float:
 
 def scaled_reference(rows, fwd, rev, chrom_len, *, upstream, downstream, body_length,
                      bin_size, orient=True, strand_wise=False) -> np.ndarray:
-    """(regions, channels, bins) by the README's scale-regions rule."""
+    """(regions, channels, bins) by the scale-regions rule of docs/semantics.md."""
     size = bin_size
     up, down = -(-upstream // size) * size, -(-downstream // size) * size
     nb = body_length // size
