@@ -30,7 +30,7 @@ from .test_oracle import _coverage
 FRAGMENT = 200
 
 
-# --- the reference: exact fractions per base, straight from docs/semantics.md--------------------
+# --- the reference: exact fractions per base, straight from docs/semantics.md ---------
 
 def _mean(track: np.ndarray, a: Fraction, b: Fraction, chrom_len: int) -> float:
     """Mean of per-base ``track`` over the real interval [a, b): bases cut by an edge count
