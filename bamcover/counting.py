@@ -190,7 +190,7 @@ def window_counts(chunk: Chunk, options: Options) -> ChunkCounts:
 def counts_from_blocks(chunk: Chunk, options: Options, blocks: _Blocks) -> ChunkCounts:
     """:func:`window_counts` of a chunk whose records are already read."""
     length, size, nbins = chunk.length, options.bin_size, options.n_bins
-    if reads._kernel is not None:
+    if reads.kernel() is not None:
         return _compiled_window_counts(chunk, options, blocks)
     edges = chunk.starts[:, None] + size * np.arange(nbins + 1)
     valid = (edges[:, :-1] >= 0) & (edges[:, 1:] <= length)
@@ -217,7 +217,7 @@ def _compiled_window_counts(chunk: Chunk, options: Options, blocks: _Blocks) -> 
     cum_a, cum_b = cums[0], cums[1] if len(cums) > 1 else None
     values = np.empty((n, 2 if options.strand_wise else 1, nbins), dtype=np.int32)
     valid = np.empty((n, nbins), dtype=np.uint8)
-    top = reads._kernel.window_sums(
+    top = reads.kernel().window_sums(
         cum_a, cum_b, np.ascontiguousarray(chunk.starts, np.int64), blocks.cs, blocks.ce,
         _slot_offsets(blocks), chunk.flip.astype(np.uint8), chunk.minus.astype(np.uint8),
         options.bin_size, nbins, chunk.length, values, valid)
@@ -258,7 +258,7 @@ def coverages(blocks: _Blocks, options: Options, cumulative: bool
 
     def cov(slot: int, which: int) -> tuple[np.ndarray, int]:
         buf = _scratch(slot, blocks.total + cumulative)
-        return buf, reads._kernel.coverage(blocks.s, blocks.e, blocks.rev, which,
+        return buf, reads.kernel().coverage(blocks.s, blocks.e, blocks.rev, which,
                                            blocks.bstart, blocks.bend, blocks.base, buf,
                                            cumulative)
 
@@ -276,7 +276,7 @@ def window_histogram(chunk: Chunk, options: Options, blocks: _Blocks,
     strand). ``covs`` are per slot for bin size 1, else cumulative. Returns the values too
     large for ``hist`` as keys ``cell << 32 | value`` (a view of a reused buffer)."""
     over = overflow_room(len(chunk.starts) * hist.shape[1])
-    n = reads._kernel.window_hist(
+    n = reads.kernel().window_hist(
         covs[0], covs[1] if len(covs) > 1 else None,
         np.ascontiguousarray(chunk.starts, np.int64), _slot_offsets(blocks),
         chunk.flip.astype(np.uint8), chunk.minus.astype(np.uint8), options.bin_size,

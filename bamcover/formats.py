@@ -25,37 +25,39 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import __version__
 from .errors import BamcoverError
-from .outputs import GZIP_LEVEL, atomic_path, float_rows, row_parts, text_lines, write_parts
+from .outputs import GZIP_LEVEL, atomic_path, row_parts, text_lines, write_parts
+from .reads import matrix_rows
+from .schema import (
+    BODY,
+    CONTROL_UNITS,
+    CONTROLS,
+    DEFAULT_GROUP,
+    DIFFERENCE,
+    LOG2_RATIO,
+    MATRIX_FILE_COLUMNS,
+    MATRIX_INDEX,
+    MISSING_STATUS,
+    PROFILE_COLUMNS,
+    STATS,
+    TEXT_COLUMNS,
+    TIDY_MATRIX_COLUMNS,
+    label_from_path,
+    separator,
+)
+from .statistics import nan_statistics
 
 Matrices = dict[tuple[str, str], pd.DataFrame]
 PathLike = str | os.PathLike
 
-PROFILE_COLUMNS = ["sample", "group", "channel", "offset", "mean", "median", "std", "sem", "n"]
-MATRIX_INDEX = ["region", "chrom", "start", "end", "name", "strand", "status", "channel"]
-MATRIX_FILE_COLUMNS = ["chrom", "start", "end", "name", "strand", "channel", "status"]
-TIDY_MATRIX_COLUMNS = ["sample", "group", "region", "chrom", "start", "end", "name", "strand",
-                       "status", "channel", "offset", "value"]
-STATS = ("mean", "median", "std", "sem", "n")
-MISSING_STATUS = ("off_chromosome", "unknown_chromosome")
 #: bamcover reference points → deepTools' ``ref point`` (deepTools only knows TSS/TES/center)
 DEEPTOOLS_REF_POINT = {"start": "TSS", "end": "TES", "center": "center", "summit": "center",
                        "TSS": "TSS", "TES": "TES"}
-_DEFAULT_GROUP = "regions"
-#: attrs key of scale-regions tables: the scaled body's length (their bins hold per-base
-#: means, not sums; offsets 0 … body_length are the body)
-BODY = "body_length"
-#: ``units`` of control runs (``--control``): log2((sample + p) / (control + p)), sample − control
-LOG2_RATIO, DIFFERENCE = "log2 ratio", "difference"
-CONTROL_UNITS = (LOG2_RATIO, DIFFERENCE)
-#: attrs key of control runs: ``{sample: control label}``
-CONTROLS = "controls"
 
 
 # ----------------------------------------------------------------------------------------
@@ -126,8 +128,9 @@ def _controls(params: dict) -> dict[str, str]:
     without ``.bam``. ``{}`` when they do not match."""
     bams = [os.path.basename(p) for p in params.get("inputs") or []
             if str(p).lower().endswith(".bam")]
-    samples = params["labels"].split(",") if params.get("labels") else [b[:-4] for b in bams]
-    controls = [os.path.basename(p)[:-4] if p.lower().endswith(".bam") else os.path.basename(p)
+    samples = params["labels"].split(",") if params.get("labels") else \
+        [label_from_path(b) for b in bams]
+    controls = [label_from_path(p) if p.lower().endswith(".bam") else os.path.basename(p)
                 for p in str(params["control"]).split(",")]
     if len(controls) == 1:
         controls *= len(samples)
@@ -143,13 +146,6 @@ def bin_size_of(offsets) -> int:
     if steps.size != 1:
         raise BamcoverError(f"bin offsets are not evenly spaced (steps {steps.tolist()})")
     return int(steps[0])
-
-
-def _stem(path: PathLike) -> str:
-    name = Path(path).name
-    for suffix in (".gz", ".parquet", ".tsv", ".csv", ".txt", ".tab", ".mat"):
-        name = name.removesuffix(suffix)
-    return name
 
 
 def _ordered_unique(values) -> list:
@@ -180,7 +176,7 @@ class Cube:
     def take(self, regions: np.ndarray) -> np.ndarray:
         """:attr:`values` of the regions numbered ``regions`` only."""
         rows = self.rows[regions]
-        return float_rows(self._data, rows.reshape(-1)).reshape(*rows.shape, -1)
+        return matrix_rows(self._data, rows.reshape(-1)).reshape(*rows.shape, -1)
 
     @functools.cached_property
     def _data(self) -> np.ndarray:
@@ -234,7 +230,7 @@ def matrix_from_cube(regions: pd.DataFrame, channels: list[str], offsets, values
     return out
 
 
-def as_matrices(data, sample: str = "sample", group: str = _DEFAULT_GROUP) -> Matrices:
+def as_matrices(data, sample: str = "sample", group: str = DEFAULT_GROUP) -> Matrices:
     """A matrix or a dict of them as ``{(sample, group): matrix}``."""
     if isinstance(data, pd.DataFrame):
         return {(sample, group): data}
@@ -254,7 +250,7 @@ def as_matrices(data, sample: str = "sample", group: str = _DEFAULT_GROUP) -> Ma
 
 
 def tidy_profile(wide: pd.DataFrame, sample: str = "sample",
-                 group: str = _DEFAULT_GROUP) -> pd.DataFrame:
+                 group: str = DEFAULT_GROUP) -> pd.DataFrame:
     """Convert the wide profile of :func:`bamcover.profile` (index ``offset``; columns
     ``<channel>_mean``, ``_median``, ``_std``, ``_sem``, ``_n``) to the tidy table.
 
@@ -289,7 +285,7 @@ def tidy_profile(wide: pd.DataFrame, sample: str = "sample",
 
 
 def profile_from_matrices(matrices, sample: str = "sample",
-                          group: str = _DEFAULT_GROUP) -> pd.DataFrame:
+                          group: str = DEFAULT_GROUP) -> pd.DataFrame:
     """The tidy profile of one or several matrices: per sample × group × channel × bin the
     mean, median, std (ddof = 1), sem and n over the regions with a value (NaN skipped), as
     :func:`bamcover.profile` computes them."""
@@ -300,16 +296,7 @@ def profile_from_matrices(matrices, sample: str = "sample",
         c = cube(mat)
         units = units or units_of(mat)
         for k, ch in enumerate(c.channels):
-            v = c.values[:, k, :]
-            n = np.sum(~np.isnan(v), axis=0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                total = np.nansum(v, axis=0)
-                mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
-                dev = np.where(np.isnan(v), 0.0, v - mean)
-                var = np.where(n > 1, np.sum(dev * dev, axis=0) / np.maximum(n - 1, 1), np.nan)
-                std = np.sqrt(var)
-                sem = std / np.sqrt(n)
-            median = _nanmedian(v)
+            mean, median, std, sem, n = nan_statistics(c.values[:, k, :])
             parts.append(pd.DataFrame({
                 "sample": smp, "group": grp, "channel": ch, "offset": c.offsets,
                 "mean": mean, "median": median, "std": std, "sem": sem,
@@ -319,14 +306,6 @@ def profile_from_matrices(matrices, sample: str = "sample",
     body = body_length_of(*matrices.values())
     if body:
         out.attrs[BODY] = body
-    return out
-
-
-def _nanmedian(v: np.ndarray) -> np.ndarray:
-    out = np.full(v.shape[1], np.nan)
-    some = ~np.all(np.isnan(v), axis=0)
-    if some.any():
-        out[some] = np.nanmedian(v[:, some], axis=0)
     return out
 
 
@@ -384,7 +363,7 @@ def matrix_table(matrix: pd.DataFrame) -> pd.DataFrame:
 # tidy (long) matrices
 
 
-def tidy_matrix(matrices, sample: str = "sample", group: str = _DEFAULT_GROUP) -> pd.DataFrame:
+def tidy_matrix(matrices, sample: str = "sample", group: str = DEFAULT_GROUP) -> pd.DataFrame:
     """One row per region × sample × channel × bin: ``sample, group, region, chrom, start,
     end, name, strand, status, channel, offset, value`` (``value`` as stored in the matrix:
     the bin's sum of per-base coverage). Write it with
@@ -870,10 +849,9 @@ def _is_deeptools(path: str) -> bool:
 def _read_table(path: str) -> pd.DataFrame:
     if path.endswith(".parquet"):
         return pd.read_parquet(path)
-    sep = "," if path.removesuffix(".gz").endswith(".csv") else "\t"
+    sep = separator(path)
     head = pd.read_csv(path, sep=sep, nrows=0)
-    text_cols = [c for c in head.columns
-                 if c in ("sample", "group", "chrom", "name", "strand", "channel", "status")]
+    text_cols = [c for c in head.columns if c in TEXT_COLUMNS]
     na = {c: ["nan", "NaN", ""] for c in head.columns if c not in text_cols}
     return pd.read_csv(path, sep=sep, dtype={c: str for c in text_cols},
                        keep_default_na=False, na_values=na)
@@ -934,8 +912,8 @@ def load(path: PathLike | list[PathLike], *, sample: str | list[str] | None = No
 
 
 def _load_one(path: str, sample: str | None, group: str | None) -> Loaded:
-    smp = sample or _stem(path)
-    grp = group or _DEFAULT_GROUP
+    smp = sample or label_from_path(path, table=True)
+    grp = group or DEFAULT_GROUP
     if _is_deeptools(path):
         mats, meta = read_deeptools_matrix(path)
         if sample and len({s for s, _ in mats}) == 1:

@@ -9,12 +9,10 @@ import re
 from dataclasses import dataclass
 
 from .errors import BamcoverError
+from .schema import NORMALIZATIONS, OPERATIONS, REFERENCE_POINTS
 
 log = logging.getLogger("bamcover")
 
-REFERENCE_POINTS = ("start", "end", "center", "summit")
-NORMALIZATIONS = ("none", "cpm", "rpkm")
-OPERATIONS = ("log2", "subtract")
 #: unmapped (0x4), secondary (0x100), QC-fail (0x200), supplementary (0x800)
 DEFAULT_FLAG_EXCLUDE = 0x4 | 0x100 | 0x200 | 0x800
 DUPLICATE = 0x400

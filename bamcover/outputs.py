@@ -26,9 +26,12 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
+from . import reads
 from ._lazy import is_frame, pd
 from .errors import BamcoverError
-from .executors import pid_alive
+from .pool import pid_alive
+from .reads import matrix_rows
+from .schema import separator
 
 #: gzip's own default: level 9 (pandas' and Arrow's) took 7× as long for a 12 % smaller
 #: matrix file (56 MB of text: 9.5 s vs 1.4 s)
@@ -301,7 +304,7 @@ def write_table(df: pd.DataFrame | Mapping[str, np.ndarray], path: str | os.Path
             out.columns = [str(c) for c in out.columns]
             _write_parquet(out, tmp)
         else:
-            sep = _separator(path)
+            sep = separator(path)
             gz = path.endswith(".gz")
             if index or not _write_counts_text(df, tmp, sep, gz, threads):
                 df.to_csv(tmp, sep=sep, index=index, na_rep="nan", float_format=fmt,
@@ -320,10 +323,6 @@ def write_stdout(data: bytes, piece: int = 1 << 20) -> None:
     out.flush()
 
 
-def _separator(path: str) -> str:
-    return "," if path.removesuffix(".gz").endswith(".csv") else "\t"
-
-
 def _quoted(sep: str) -> re.Pattern:
     """What pandas would quote in a field (our fast writers never quote)."""
     return re.compile(f'[{re.escape(sep)}"\n\r]')
@@ -340,7 +339,7 @@ def _write_columns_text(columns: Mapping[str, np.ndarray], path: str | os.PathLi
     stdout. Returns False, writing nothing, for parquet or any other column."""
     path = "-" if path is None else os.fspath(path)
     names = [str(c) for c in columns]
-    sep = _separator(path)
+    sep = separator(path)
     values = [np.asarray(v) for v in columns.values()]
     if path.endswith(".parquet") or not _plain_names(names, _quoted(sep)) or \
             not all(v.ndim == 1 and (v.dtype.kind in "iu" or v.dtype == np.float64)
@@ -377,11 +376,9 @@ def _write_counts_text(df: pd.DataFrame, path: str, sep: str, gz: bool, threads:
     names = [str(c) for c in df.columns]
     if not _plain_names(names, special):
         return False
-    from . import reads
-
     floats = (df.dtypes == np.float32).tolist()
     lead = floats.index(True) if any(floats) else len(floats)
-    if reads._kernel is not None and 0 < lead < len(floats) and all(floats[lead:]):
+    if reads.kernel() is not None and 0 < lead < len(floats) and all(floats[lead:]):
         try:
             return _write_matrix_text(df, lead, names, path, sep, gz, threads)
         except _NotCounts:
@@ -445,7 +442,7 @@ def _write_matrix_text(df: pd.DataFrame, lead: int, names: list[str], path: str,
 
     def part(rows: slice) -> bytes:
         out = _whole_lines({k: v[rows] for k, v in text.items()},
-                           float_rows(block, np.arange(rows.start, rows.stop)), False, sep)
+                           matrix_rows(block, np.arange(rows.start, rows.stop)), False, sep)
         if out is None:
             raise _NotCounts
         return out
@@ -474,15 +471,13 @@ def text_lines(text: Mapping[str, np.ndarray], values: np.ndarray, nan_as_empty:
     """
     import pyarrow as pa
 
-    from . import reads
-
     values = np.asarray(values, dtype=np.float64)
 
     def floats() -> dict:
         return {f"v{i}": values[:, i] for i in range(values.shape[1])}
 
     try:
-        if reads._kernel is not None and text and len(values):
+        if reads.kernel() is not None and text and len(values):
             out = _whole_lines(text, values, nan_as_empty, sep)
             if out is not None:
                 return out
@@ -497,30 +492,10 @@ def _whole_lines(text: Mapping[str, np.ndarray], values: np.ndarray, nan_as_empt
                  sep: str) -> bytes | None:
     """:func:`text_lines` by the kernel: pyarrow writes the ``text`` columns, the kernel
     the values after them; None when a value is not a whole number below 10⁹."""
-    from . import reads
-
     head = _arrow_csv(text, sep, nan_as_empty)        # raises for text needing quotes
     ends = np.flatnonzero(np.frombuffer(head, np.uint8) == 10)
-    return reads._kernel.whole_rows(head, ends, np.ascontiguousarray(values, np.float64),
+    return reads.kernel().whole_rows(head, ends, np.ascontiguousarray(values, np.float64),
                                     nan_as_empty, ord(sep))
-
-
-def float_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``data[rows]`` as float64, NaN for negative ``rows``. A matrix in pandas' column
-    layout (``data.T`` contiguous) is transposed back by the kernel, 64 rows at a time
-    (numpy's strided gather is several times slower)."""
-    from . import reads
-
-    rows = np.ascontiguousarray(rows, np.int64)
-    if reads._kernel is not None and data.dtype in (np.float32, np.float64) \
-            and data.T.flags.c_contiguous:
-        out = np.empty((len(rows), data.shape[1]))
-        reads._kernel.matrix_rows(data.T, rows, out)
-        return out
-    out = np.full((len(rows), data.shape[1]), np.nan)
-    have = rows >= 0
-    out[have] = data[rows[have]]
-    return out
 
 
 def _arrow_csv(columns: Mapping[str, np.ndarray], sep: str, nan_as_empty: bool) -> bytes:

@@ -12,7 +12,6 @@ import contextlib
 import functools
 import mmap
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,7 +23,6 @@ from .counting import (
     counts_from_blocks,
     coverages,
     make_chunks,
-    overflow_room,
     per_chrom,
     read_blocks,
     region_counts,
@@ -32,17 +30,26 @@ from .counting import (
     window_histogram,
 )
 from .errors import BamcoverError
-from .executors import fold_local, map_local, starmap_local, worker_index, workers_for
 from .options import Options
+from .pool import fold_local, map_local, starmap_local, worker_index, workers_for
 from .reads import Bam, library_size, open_bam
 from .regions import read_regions, region_columns, window_bounds
+from .schema import (
+    COMPUTABLE_STATUS,
+    DIFFERENCE,
+    LOG2_RATIO,
+    NORMALIZED_UNITS,
+    STATUS_CLIPPED,
+    STATUS_EMPTY,
+    STATUS_MISSING,
+    STATUS_OFF,
+    STATUS_OK,
+    STATUS_UNKNOWN,
+    label_from_path,
+)
+from .statistics import ProfileStats, matrix_columns
 
-STATUS_OK = "ok"
-STATUS_CLIPPED = "clipped"               # part of the window lies beyond a chromosome end
-STATUS_OFF = "off_chromosome"            # nothing of the window lies on the chromosome
-STATUS_UNKNOWN = "unknown_chromosome"    # chromosome absent from the BAM header
-STATUS_MISSING = "missing"               # its cluster chunk failed (permissive collect)
-STATUS_EMPTY = "empty_region"            # scale-regions: start == end, the body bins are NaN
+_Stats = ProfileStats   # re-export for cluster and tests; removed when callers move
 
 
 def _options(options: Options | None, overrides: dict) -> Options:
@@ -92,7 +99,7 @@ def _prepare(regions, bam, options: Options, rows: np.ndarray | None = None) -> 
 
 def computable(status: np.ndarray) -> np.ndarray:
     """Rows whose windows touch a chromosome of the BAM."""
-    return np.flatnonzero(np.isin(status, (STATUS_OK, STATUS_CLIPPED, STATUS_EMPTY)))
+    return np.flatnonzero(np.isin(status, COMPUTABLE_STATUS))
 
 
 def _chunk_bases(options: Options, sizes: np.ndarray) -> int:
@@ -102,286 +109,6 @@ def _chunk_bases(options: Options, sizes: np.ndarray) -> int:
     per_process = -(-total // (4 * options.n_processes))
     mean = -(-total // max(len(sizes), 1))
     return max(mean, 1, min(options.chunk_bases, per_process))
-
-
-class _Stats:
-    """Streaming per-bin statistics over regions: one exact integer histogram of bin values
-    per cell (channel × bin). Counts, sums, sums of squares and medians are all read off it
-    at the end, so adding and merging are the same operation for any chunking.
-
-    With the compiled kernel the histogram is a dense table (value × cell) for the small
-    values, which hold nearly all bins, grown as values arrive up to a few MB; values above
-    it, and all values without the kernel, are sparse (cell << 32 | value) keys."""
-
-    DENSE_CELLS = 1 << 22     # values × cells held densely: 16 MB of int32 counts, in cache
-    MIN_HEIGHT = 256          # ... but at least this many values per cell
-
-    def __init__(self, channels: int, bins: int, table: np.ndarray | None = None):
-        """``table``: a zeroed dense table of :meth:`table_shape` to count into, which the
-        caller owns (a worker's, in memory shared with the parent): it is not pickled."""
-        self.shape = (channels, bins)
-        self._keys: list[np.ndarray] = []
-        self._counts: list[np.ndarray] = []
-        self._dense: np.ndarray | None = table
-        self._lent = table is not None
-        self.reads = 0
-
-    @classmethod
-    def table_shape(cls, channels: int, bins: int) -> tuple[int, int]:
-        """The largest dense table: values × cells."""
-        ncells = channels * bins
-        return max(cls.MIN_HEIGHT, cls.DENSE_CELLS // max(ncells, 1)), ncells
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_dense": None} if self._lent else self.__dict__
-
-    def add_table(self, table: np.ndarray) -> None:
-        """Add the counts of a dense table (one lent to a worker)."""
-        if self._dense is None:
-            self._dense = table
-        else:
-            self._dense_for(table.shape[0])[:table.shape[0]] += table
-
-    def _dense_for(self, top: int) -> np.ndarray:
-        """The dense histogram (values × cells), grown towards ``top`` values high as far
-        as its cap."""
-        cap, ncells = self.table_shape(*self.shape)
-        height = 0 if self._dense is None else self._dense.shape[0]
-        if min(top, cap) <= height:
-            return self._dense
-        height = min(max(top, 2 * height, 64), cap)
-        grown = np.zeros((height, ncells), dtype=np.int32)
-        if self._dense is not None:
-            grown[:self._dense.shape[0]] = self._dense
-        self._dense = grown
-        return grown
-
-    def _add_keys(self, keys: np.ndarray, counts: np.ndarray | None = None) -> None:
-        """Add (cell << 32 | value) keys, repeated or with ``counts``, to the sparse part."""
-        if not keys.size:
-            return
-        if counts is None:
-            keys, counts = np.unique(keys, return_counts=True)
-        self._keys.append(keys)
-        self._counts.append(counts)
-        if len(self._keys) >= 64:
-            self._compact_keys()
-
-    def add(self, values: np.ndarray, valid: np.ndarray) -> None:
-        """Add regions' per-bin integer values (n, channels, bins) where ``valid``."""
-        kernel = reads._kernel            # None: the numpy fallback
-        if kernel is not None and values.dtype == np.int32:
-            top = int(values.max()) + 1 if values.size else 1
-            over = overflow_room(values.size)
-            n = kernel.accumulate(np.ascontiguousarray(values),
-                                  np.ascontiguousarray(valid).view(np.uint8),
-                                  self._dense_for(top), over)
-            self._add_keys(over[:n])
-            return
-        v = values.astype(np.int64)
-        cell = np.arange(self.shape[0] * self.shape[1], dtype=np.int64).reshape(self.shape)
-        self._add_keys(((cell[None] << 32) | v)[np.broadcast_to(valid[:, None, :], v.shape)])
-
-    def add_chunk(self, chunk, options: Options) -> int:
-        """Read one chunk and add its windows' bin values; returns the records read.
-
-        With the compiled kernel the values go from coverage straight into the histogram,
-        never held as a regions × bins array."""
-        blocks = read_blocks(chunk, options)
-        if reads._kernel is not None:
-            covs, top = coverages(blocks, options, cumulative=options.bin_size > 1)
-            dense = self._dense_for(options.bin_size * top + 1)
-            self._add_keys(window_histogram(chunk, options, blocks, covs, dense))
-            return len(blocks.s)
-        part = counts_from_blocks(chunk, options, blocks)
-        self.add(part.values, part.valid)
-        return part.reads
-
-    def merge(self, other: _Stats) -> None:
-        """Add another accumulator's counts (exact: integers only)."""
-        self.reads += other.reads
-        if self._dense is None and not self._keys:         # empty: take other's tables
-            self._dense, self._keys, self._counts = \
-                other._dense, list(other._keys), list(other._counts)
-            return
-        if other._dense is not None:
-            height = other._dense.shape[0]
-            self._dense_for(height)[:height] += other._dense
-        for keys, counts in zip(other._keys, other._counts, strict=True):
-            self._add_keys(keys, counts)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        self._compact()
-        keys = self._keys[0] if self._keys else np.empty(0, np.int64)
-        counts = self._counts[0] if self._counts else np.empty(0, np.int64)
-        return {"stats_shape": np.array(self.shape), "stats_keys": keys,
-                "stats_counts": counts}
-
-    @classmethod
-    def from_arrays(cls, arrays) -> _Stats:
-        new = cls(*(int(x) for x in arrays["stats_shape"]))
-        new._keys, new._counts = [arrays["stats_keys"]], [arrays["stats_counts"]]
-        return new
-
-    def _compact(self) -> None:
-        """Fold the dense table and all sparse lists into one sorted list of keys."""
-        if self._dense is not None:
-            keys, counts = _dense_keys(self._dense)
-            if keys.size:
-                self._keys.append(keys)
-                self._counts.append(counts)
-            self._dense = None
-        self._compact_keys()
-
-    def _compact_keys(self) -> None:
-        """Merge the sparse lists into one of sorted unique keys and their counts."""
-        if len(self._keys) == 1 and self._keys[0].size > 1 and \
-                (np.diff(self._keys[0]) < 0).any():
-            order = np.argsort(self._keys[0], kind="stable")
-            self._keys, self._counts = [self._keys[0][order]], [self._counts[0][order]]
-            return
-        if len(self._keys) <= 1:
-            return
-        keys = np.concatenate(self._keys)
-        if not keys.size:
-            self._keys, self._counts = [], []
-            return
-        order = np.argsort(keys, kind="stable")
-        keys, counts = keys[order], np.concatenate(self._counts).astype(np.int64)[order]
-        first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        self._keys, self._counts = [keys[first]], [np.add.reduceat(counts, first)]
-
-    def _sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The sparse keys, sorted: their values and counts, and each cell's first key
-        (ncells + 1 positions)."""
-        self._compact_keys()
-        keys = self._keys[0] if self._keys else np.empty(0, np.int64)
-        counts = self._counts[0] if self._counts else np.empty(0, np.int64)
-        first = np.searchsorted(keys >> 32, np.arange(self.shape[0] * self.shape[1] + 1))
-        return keys & 0xFFFFFFFF, counts.astype(np.int64), first
-
-    def _settle(self) -> None:
-        """Move sparse keys whose values fit the dense table into it, so that every sparse
-        value of a cell is larger than all its dense ones."""
-        self._compact_keys()
-        if not self._keys:
-            return
-        keys, counts = self._keys[0], self._counts[0]
-        value = keys & 0xFFFFFFFF
-        fits = value < self._dense.shape[0]
-        if fits.any():                     # keys are unique: plain fancy-index add
-            self._dense[value[fits], keys[fits] >> 32] += counts[fits].astype(np.int32)
-            self._keys, self._counts = [keys[~fits]], [counts[~fits]]
-
-    def _moments(self, keys) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per cell of the sorted sparse ``keys`` (:meth:`_sorted`): number of values,
-        their sum and their sum of squares (int64)."""
-        value, counts, first = keys
-
-        def per_cell(x):
-            cum = np.concatenate([[0], np.cumsum(x, dtype=np.int64)])
-            return cum[first[1:]] - cum[first[:-1]]
-
-        return per_cell(counts), per_cell(counts * value), per_cell(counts * value * value)
-
-    def _exact_sumsq(self, keys, n: np.ndarray, sumsq: np.ndarray) -> np.ndarray:
-        """``sumsq`` (int64, per cell), with the cells whose sum of squares may exceed
-        int64 (n × largest value² ≥ 2⁶²: bin sums near 2³¹, or a tall table for few
-        cells) summed again in Python integers: an object array then."""
-        value, counts, first = keys
-        top = np.full(n.size, max(self._dense.shape[0] - 1, 0), np.float64)
-        has = np.flatnonzero(first[1:] > first[:-1])
-        top[has] = np.maximum(top[has], value[first[1:][has] - 1])   # keys sorted by value
-        risky = np.flatnonzero(n * top * top >= 2.0 ** 62)
-        if not risky.size:
-            return sumsq
-        exact = sumsq.astype(object)
-        for c in risky.tolist():
-            rows = np.flatnonzero(self._dense[:, c])
-            exact[c] = sum(int(x) * v * v for x, v in zip(self._dense[rows, c].tolist(),
-                                                          rows.tolist(), strict=True)) + \
-                sum(int(x) * v * v for x, v in zip(counts[first[c]:first[c + 1]].tolist(),
-                                                   value[first[c]:first[c + 1]].tolist(),
-                                                   strict=True))
-        return exact
-
-    @staticmethod
-    def _ranked(keys, cells: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-        """The sparse value of rank ``ranks`` (from 0, in increasing order) in each of
-        ``cells`` (flat cell numbers) of the sorted ``keys``."""
-        value, counts, first = keys
-        cum = np.cumsum(counts)
-        before = np.where(first[cells] > 0, cum[first[cells] - 1], 0)
-        return value[np.searchsorted(cum, before + ranks, side="right")]
-
-    def columns(self, offsets: Sequence[int], channels: Sequence[str], factor: float
-                ) -> dict[str, np.ndarray]:
-        ncells = self.shape[0] * self.shape[1]
-        if self._dense is None:
-            self._dense = np.zeros((0, ncells), np.int32)
-        self._settle()
-        keys = self._sorted()
-        sparse_n, sparse_sum, sparse_sq = self._moments(keys)
-        if self._dense.shape[0]:
-            n, total, sumsq, lo, hi = reads._kernel.dense_stats(self._dense, sparse_n)
-        else:       # no table (always so without the kernel): every value is a key
-            n, total, sumsq = (np.zeros(ncells, np.int64) for _ in range(3))
-            lo, hi = np.full(ncells, -1, np.int64), np.full(ncells, -1, np.int64)
-        # the middle values beyond the dense table are sparse ones
-        for mid, rank in ((lo, (n + sparse_n - 1) // 2), (hi, (n + sparse_n) // 2)):
-            cells = np.flatnonzero((mid < 0) & (n + sparse_n > 0))
-            mid[cells] = self._ranked(keys, cells, rank[cells] - n[cells])
-        n, total = n + sparse_n, total + sparse_sum
-        sumsq = self._exact_sumsq(keys, n, sumsq + sparse_sq)
-        n, total, sumsq, lo, hi = (a.reshape(self.shape) for a in (n, total, sumsq, lo, hi))
-        median = np.where(n > 0, (lo.astype(np.float64) + hi) / 2, np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / n
-            var = np.full(self.shape, np.nan)
-            for idx in zip(*np.nonzero(n > 1), strict=True):
-                k, s, q = int(n[idx]), int(total[idx]), int(sumsq[idx])
-                var[idx] = (k * q - s * s) / (k * (k - 1))   # exact integers, one rounding
-            std = np.sqrt(var)
-            sem = std / np.sqrt(n)
-        return _profile_columns(mean, median, std, sem, n, offsets, channels, factor)
-
-
-def _dense_keys(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A dense histogram (value × cell) as unique (cell << 32 | value) keys and counts."""
-    value, cell = np.nonzero(dense)
-    return (cell.astype(np.int64) << 32) | value, dense[value, cell].astype(np.int64)
-
-
-def _profile_columns(mean, median, std, sem, n, offsets: Sequence[int],
-                     channels: Sequence[str], factor: float) -> dict[str, np.ndarray]:
-    """The wide profile table's columns: offset, then per channel mean, median, std, sem
-    (scaled) and n."""
-    cols = {"offset": np.asarray(offsets, dtype=np.int64)}
-    for c, name in enumerate(channels):
-        cols[f"{name}_mean"] = mean[c] * factor
-        cols[f"{name}_median"] = median[c] * factor
-        cols[f"{name}_std"] = std[c] * factor
-        cols[f"{name}_sem"] = sem[c] * factor
-        cols[f"{name}_n"] = n[c]
-    return cols
-
-
-def _matrix_stats(values: np.ndarray, valid: np.ndarray, offsets: Sequence[int],
-                  channels: Sequence[str], factor: float) -> dict[str, np.ndarray]:
-    """Scale-regions profile (float values): the columns of :meth:`_Stats.columns`, computed
-    over the regions of the whole matrix (all rows, in input order), so the same matrix
-    gives the same bits whatever the chunking. Two-pass variance, ddof = 1."""
-    v = np.where(valid[:, None, :], values, np.nan)
-    n = np.broadcast_to(valid.sum(axis=0), v.shape[1:])
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)      # all-NaN bins give NaN
-        mean = np.nansum(v, axis=0) / n
-        dev = v - mean
-        var = np.where(n > 1, np.nansum(dev * dev, axis=0) / (n - 1), np.nan)
-        median = np.nanmedian(v, axis=0) if len(v) else np.full(n.shape, np.nan)
-        std = np.sqrt(var)
-        sem = std / np.sqrt(n)
-    return _profile_columns(mean, median, std, sem, n, offsets, channels, factor)
 
 
 def _factor(bam: Bam, options: Options, size: int | None = None
@@ -434,7 +161,7 @@ class Counts:
     Scale-regions mode: ``values`` are always present, float64 per-bin means (exact per
     row, so they merge exactly too), and ``stats`` stays empty."""
 
-    stats: _Stats
+    stats: ProfileStats
     rows: np.ndarray
     values: np.ndarray | None
     invalid: np.ndarray | None
@@ -448,15 +175,27 @@ class Counts:
 
     @classmethod
     def from_arrays(cls, arrays) -> Counts:
-        return cls(_Stats.from_arrays(arrays), arrays["rows"], arrays.get("values"),
+        return cls(ProfileStats.from_arrays(arrays), arrays["rows"], arrays.get("values"),
                    arrays.get("invalid"), int(arrays["reads"]))
 
 
-def _add_chunk(stats: _Stats, chunk, options: Options) -> None:
-    stats.reads += stats.add_chunk(chunk, options)
+def _add_chunk(stats: ProfileStats, chunk, options: Options) -> None:
+    """Profile runs: read one chunk and count its windows' bin values into ``stats``. With
+    the compiled kernel the values go from coverage straight into the histogram, never
+    held as a regions × bins array."""
+    blocks = read_blocks(chunk, options)
+    if reads.kernel() is not None:
+        covs, top = coverages(blocks, options, cumulative=options.bin_size > 1)
+        table = stats.table_for(options.bin_size * top + 1)
+        stats.add_keys(window_histogram(chunk, options, blocks, covs, table))
+        stats.reads += len(blocks.s)
+        return
+    part = counts_from_blocks(chunk, options, blocks)
+    stats.add(part.values, part.valid)
+    stats.reads += part.reads
 
 
-def _add_rows(stats: _Stats, chunk, options: Options, rows: np.ndarray, values: np.ndarray,
+def _add_rows(stats: ProfileStats, chunk, options: Options, rows: np.ndarray, values: np.ndarray,
               invalid: np.ndarray) -> None:
     """Matrix runs: write the chunk's rows into the shared matrix and count them. Only
     rows with a bin off the chromosome touch the zeroed ``invalid`` mask, so its pages are
@@ -495,7 +234,7 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
     process, and sends back only the rare values too large for it, so the profile needs
     O(chunk) memory; with a matrix, workers also write their rows into it."""
     nch, nbins = len(options.channels), options.n_bins
-    stats = _Stats(nch, nbins)
+    stats = ProfileStats(nch, nbins)
     values = invalid = None
     if with_matrix or options.scale_regions:
         values = _shared_zeros((len(rows), nch, nbins),
@@ -507,16 +246,16 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
                                 invalid=invalid)
     else:
         add = functools.partial(_add_chunk, options=options)
-    new = functools.partial(_Stats, nch, nbins)
+    new = functools.partial(ProfileStats, nch, nbins)
     tables = []
     processes = workers_for(options.n_processes, prep.chunks)
-    if processes > 1 and reads._kernel is not None and not options.scale_regions:
+    if processes > 1 and reads.kernel() is not None and not options.scale_regions:
         # each worker counts into its own table in shared memory: nothing to send back
-        tables = [_shared_zeros(_Stats.table_shape(nch, nbins), np.int32)
+        tables = [_shared_zeros(ProfileStats.table_shape(nch, nbins), np.int32)
                   for _ in range(processes)]
 
         def new():
-            return _Stats(nch, nbins, tables[worker_index()])
+            return ProfileStats(nch, nbins, tables[worker_index()])
 
     for part in fold_local(new, add, prep.chunks, processes, progress, "windows"):
         stats.merge(part)
@@ -542,7 +281,7 @@ def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
             invalid = np.ones((nreg, nbins), dtype=bool)
             values[counts.rows], invalid[counts.rows] = counts.values, counts.invalid
     if options.scale_regions:
-        prof = _matrix_stats(values, ~invalid, options.offsets, options.channels, factor)
+        prof = matrix_columns(values, ~invalid, options.offsets, options.channels, factor)
     else:
         prof = counts.stats.columns(options.offsets, options.channels, factor)
     scaled = {"body_length": options.body_length} if options.scale_regions else {}
@@ -587,7 +326,7 @@ def _matrix_frame(regions, status, values, invalid, options, factor,
     columns = _shared_zeros((nbins, len(flat)), np.float32 if small else np.float64,
                             shared=False)
     data = columns.T
-    if reads._kernel is not None:
+    if reads.kernel() is not None:
         _convert(values, invalid, factor, not counts, columns, options.n_processes, release)
     else:
         if counts:
@@ -623,7 +362,7 @@ def _convert(values: np.ndarray, invalid: np.ndarray, factor: float, scale: bool
 
     def block(r0: int) -> None:
         r1 = min(r0 + per, nreg)
-        reads._kernel.matrix_columns(flat[r0 * nch:r1 * nch], off[r0:r1], nch, factor, scale,
+        reads.kernel().matrix_columns(flat[r0 * nch:r1 * nch], off[r0:r1], nch, factor, scale,
                                      columns, r0 * nch)
         for mapping, size in shared:     # only pages wholly inside this block's rows
             _discard(mapping, r0 * size, r1 * size)
@@ -737,7 +476,7 @@ def density(regions, bams: str | os.PathLike | Sequence[str | os.PathLike],
 def density_inputs(regions, bams, labels=None) -> tuple[pd.DataFrame, list[Bam], list[str]]:
     """Read the regions, check the BAMs and settle the sample labels."""
     bams = [bams] if isinstance(bams, (str, os.PathLike, Bam)) else list(bams)
-    labels = list(labels) if labels is not None else [_stem(getattr(b, "path", b))
+    labels = list(labels) if labels is not None else [label_from_path(getattr(b, "path", b))
                                                       for b in bams]
     if len(labels) != len(bams):
         raise BamcoverError(f"{len(labels)} labels for {len(bams)} BAM files")
@@ -791,12 +530,7 @@ def density_table(regs: pd.DataFrame, opened: Sequence[Bam], labels: Sequence[st
     return out
 
 
-def _stem(path) -> str:
-    """A label from a file name: without directory, '.gz' and a known suffix."""
-    name = os.path.basename(os.fspath(path)).removesuffix(".gz")
-    stem, dot, ext = name.rpartition(".")
-    known = {"bam", "bed", "narrowpeak", "broadpeak", "bedgraph", "txt", "tsv"}
-    return stem if dot and ext.lower() in known else name
+_stem = label_from_path   # re-export for cli; removed when callers move
 
 
 # --- several samples, several region groups, controls -------------------------------------
@@ -804,8 +538,8 @@ def _stem(path) -> str:
 def units(options: Options, control: bool = False) -> str:
     """What the values are in, for tables and axis labels."""
     if control:
-        return "log2 ratio" if options.operation == "log2" else "difference"
-    unit = {"none": "reads", "cpm": "CPM", "rpkm": "RPKM"}[options.normalize]
+        return LOG2_RATIO if options.operation == "log2" else DIFFERENCE
+    unit = NORMALIZED_UNITS[options.normalize]
     return unit if options.scale_factor == 1 else f"{unit} × {options.scale_factor:g}"
 
 
@@ -833,8 +567,8 @@ def _labelled(items, labels, what: str) -> dict[str, object]:
     items = [items] if isinstance(items, (str, os.PathLike, pd.DataFrame)) or \
         type(items).__name__ == "BedTool" else list(items)
     if labels is None:
-        labels = [_stem(getattr(i, "fn", i)) if not isinstance(i, pd.DataFrame) else f"{what}{k}"
-                  for k, i in enumerate(items, 1)]
+        labels = [label_from_path(getattr(i, "fn", i)) if not isinstance(i, pd.DataFrame)
+                  else f"{what}{k}" for k, i in enumerate(items, 1)]
     labels = list(labels)
     if len(labels) != len(items):
         raise BamcoverError(f"{len(labels)} {what} labels for {len(items)} {what}s")

@@ -198,10 +198,10 @@ def _plain_columns(data: bytes, name: str = "") -> dict[str, np.ndarray] | None:
     The kernel takes column 10 of every 10-column line as a summit offset; summits are kept
     only when the whole file is narrowPeak-shaped (every line 10 columns) or so named. All
     lines having a summit proves the shape for free; only a mix needs the tabs counted."""
-    if reads._kernel is None:
+    if reads.kernel() is None:
         return None
     try:
-        parsed = reads._kernel.bed_columns(data)
+        parsed = reads.kernel().bed_columns(data)
     except UnicodeDecodeError:          # _clean_bytes ran first, so only when called alone
         return None
     if parsed is None:
