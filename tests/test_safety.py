@@ -190,8 +190,8 @@ def test_a_failing_second_output_leaves_none(tmp_path, copies, devices):
 def test_a_failing_provenance_record_leaves_no_output(tmp_path, copies, monkeypatch):
     from click.testing import CliRunner
 
-    from bamcover import cli as cli_module
     from bamcover import outputs
+    from bamcover.cli import common, main
 
     bam, bed = copies
     real = outputs.write_provenance
@@ -201,14 +201,14 @@ def test_a_failing_provenance_record_leaves_no_output(tmp_path, copies, monkeypa
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(output, record)
 
-    monkeypatch.setattr(cli_module, "write_provenance", full)
+    monkeypatch.setattr(common, "write_provenance", full)
     args = ["profile", str(bed), str(bam), "-q", "-o", str(tmp_path / "p.tsv"),
             "--matrix", str(tmp_path / "m.tsv"), "--long", str(tmp_path / "l.tsv")]
-    done = CliRunner().invoke(cli_module.main, args)
+    done = CliRunner().invoke(main, args)
     assert done.exit_code == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.bed", "s.bam", "s.bam.bai"]
-    monkeypatch.setattr(cli_module, "write_provenance", real)
-    assert CliRunner().invoke(cli_module.main, args).exit_code == 0
+    monkeypatch.setattr(common, "write_provenance", real)
+    assert CliRunner().invoke(main, args).exit_code == 0
     assert {"p.tsv", "m.tsv", "l.tsv", "l.tsv.provenance.json"} <= \
         {p.name for p in tmp_path.iterdir()}
 

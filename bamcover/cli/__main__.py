@@ -1,0 +1,5 @@
+"""``python -m bamcover.cli``: the ``bamcover`` command."""
+
+from .app import run
+
+run()
