@@ -31,8 +31,8 @@ import pandas as pd
 
 from . import __version__
 from .errors import BamcoverError
+from .matrices import Cube, Matrices, as_matrices, bin_size_of, cube, matrix_from_cube
 from .outputs import GZIP_LEVEL, atomic_path, row_parts, text_lines, write_parts
-from .reads import matrix_rows
 from .schema import (
     BODY,
     CONTROL_UNITS,
@@ -52,7 +52,6 @@ from .schema import (
 )
 from .statistics import nan_statistics
 
-Matrices = dict[tuple[str, str], pd.DataFrame]
 PathLike = str | os.PathLike
 
 #: bamcover reference points → deepTools' ``ref point`` (deepTools only knows TSS/TES/center)
@@ -137,112 +136,8 @@ def _controls(params: dict) -> dict[str, str]:
     return dict(zip(samples, controls, strict=True)) if len(controls) == len(samples) else {}
 
 
-def bin_size_of(offsets) -> int:
-    """Bin size from sorted bin labels (their first offsets); 1 for a single bin."""
-    offsets = np.unique(np.asarray(offsets, dtype=np.int64))
-    if offsets.size < 2:
-        return 1
-    steps = np.unique(np.diff(offsets))
-    if steps.size != 1:
-        raise BamcoverError(f"bin offsets are not evenly spaced (steps {steps.tolist()})")
-    return int(steps[0])
-
-
 def _ordered_unique(values) -> list:
     return list(dict.fromkeys(values))
-
-
-@dataclass
-class Cube:
-    """One matrix as arrays: ``values[region, channel, bin]`` plus the region table. The
-    values are read from the matrix when first asked for, or a few regions at a time with
-    :meth:`take`."""
-
-    regions: pd.DataFrame          # chrom, start, end, name, strand, status (one row per region)
-    channels: list[str]
-    offsets: np.ndarray            # bin labels (first offset of each bin)
-    rows: np.ndarray               # (regions, channels): the matrix row of each, -1 if none
-    matrix: pd.DataFrame = field(repr=False)
-
-    @property
-    def bin_size(self) -> int:
-        return bin_size_of(self.offsets)
-
-    @functools.cached_property
-    def values(self) -> np.ndarray:
-        """float64, shape (regions, channels, bins); NaN where the matrix has no row."""
-        return self.take(np.arange(len(self.regions)))
-
-    def take(self, regions: np.ndarray) -> np.ndarray:
-        """:attr:`values` of the regions numbered ``regions`` only."""
-        rows = self.rows[regions]
-        return matrix_rows(self._data, rows.reshape(-1)).reshape(*rows.shape, -1)
-
-    @functools.cached_property
-    def _data(self) -> np.ndarray:
-        return self.matrix.to_numpy()     # a view of a one-dtype matrix, not a copy
-
-
-def cube(matrix: pd.DataFrame) -> Cube:
-    """Split a bamcover matrix (index levels ``region … channel``) into arrays."""
-    index = matrix.index
-    names = list(index.names)
-    missing = [n for n in ("chrom", "start", "end", "channel") if n not in names]
-    if missing:
-        raise BamcoverError(f"not a bamcover matrix: index levels {missing} missing "
-                            f"(expected {MATRIX_INDEX})")
-    chan = index.get_level_values("channel").astype(str)
-    channels = _ordered_unique(chan)
-    ch_code = pd.Index(channels).get_indexer(chan)
-    if "region" in names:
-        reg_code, _ = pd.factorize(index.get_level_values("region"), sort=False)
-    else:
-        reg_code = np.arange(len(matrix)) // len(channels)
-    nreg = int(reg_code.max()) + 1 if len(reg_code) else 0
-    offsets = np.asarray(matrix.columns, dtype=np.int64)
-    rows = np.full((nreg, len(channels)), -1, dtype=np.int64)
-    rows[reg_code, ch_code] = np.arange(len(matrix))
-    first = np.unique(reg_code, return_index=True)[1]
-    flat = index.to_frame(index=False).iloc[first]
-    regions = pd.DataFrame({
-        "chrom": flat["chrom"].astype(str).to_numpy(),
-        "start": flat["start"].astype(np.int64).to_numpy(),
-        "end": flat["end"].astype(np.int64).to_numpy(),
-        "name": flat["name"].astype(str).to_numpy() if "name" in flat else ".",
-        "strand": flat["strand"].astype(str).to_numpy() if "strand" in flat else ".",
-        "status": flat["status"].astype(str).to_numpy() if "status" in flat else "ok",
-    })
-    return Cube(regions, channels, offsets, rows, matrix)
-
-
-def matrix_from_cube(regions: pd.DataFrame, channels: list[str], offsets, values: np.ndarray,
-                     attrs: Mapping | None = None) -> pd.DataFrame:
-    """The inverse of :func:`cube`: a matrix in bamcover's layout (rows region × channel)."""
-    from .profiles import matrix_index
-
-    nreg, nch = len(regions), len(channels)
-    status = regions["status"].to_numpy() if "status" in regions else np.full(nreg, "ok")
-    index = matrix_index(regions, status, channels)
-    out = pd.DataFrame(np.asarray(values, dtype=np.float64).reshape(nreg * nch, -1),
-                       index=index,
-                       columns=pd.Index([int(o) for o in offsets], name="offset"))
-    out.attrs.update(dict(attrs or {}))
-    return out
-
-
-def as_matrices(data, sample: str = "sample", group: str = DEFAULT_GROUP) -> Matrices:
-    """A matrix or a dict of them as ``{(sample, group): matrix}``."""
-    if isinstance(data, pd.DataFrame):
-        return {(sample, group): data}
-    if isinstance(data, Mapping):
-        out = {}
-        for key, mat in data.items():
-            key = key if isinstance(key, tuple) else (str(key), group)
-            if len(key) != 2:
-                raise BamcoverError(f"matrix keys must be (sample, group), not {key!r}")
-            out[(str(key[0]), str(key[1]))] = mat
-        return out
-    raise BamcoverError(f"expected a matrix DataFrame or a dict of them, not {type(data)}")
 
 
 # ----------------------------------------------------------------------------------------

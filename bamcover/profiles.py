@@ -8,16 +8,14 @@ values are float means: their statistics come from the assembled matrix in input
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import mmap
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import reads
+from . import normalisation, reads
 from ._lazy import is_frame, pd
 from .counting import (
     counts_from_blocks,
@@ -30,15 +28,14 @@ from .counting import (
     window_histogram,
 )
 from .errors import BamcoverError
+from .matrices import matrix_frame, shared_zeros
+from .normalisation import units, versus_control
 from .options import Options
 from .pool import fold_local, map_local, starmap_local, worker_index, workers_for
 from .reads import Bam, library_size, open_bam
 from .regions import read_regions, region_columns, window_bounds
 from .schema import (
     COMPUTABLE_STATUS,
-    DIFFERENCE,
-    LOG2_RATIO,
-    NORMALIZED_UNITS,
     STATUS_CLIPPED,
     STATUS_EMPTY,
     STATUS_MISSING,
@@ -109,23 +106,6 @@ def _chunk_bases(options: Options, sizes: np.ndarray) -> int:
     per_process = -(-total // (4 * options.n_processes))
     mean = -(-total // max(len(sizes), 1))
     return max(mean, 1, min(options.chunk_bases, per_process))
-
-
-def _factor(bam: Bam, options: Options, size: int | None = None
-            ) -> tuple[float, int | None]:
-    """The normalisation factor (× ``scale_factor``) and the library size it used
-    (``size``, when already counted, e.g. by a cluster job)."""
-    if options.normalize == "none":
-        return options.scale_factor, None
-    if size is None:
-        size = library_size(bam, options.read_rules())
-    if size == 0:
-        raise BamcoverError(f"{bam.path}: no reads pass the filters; cannot normalise "
-                            f"to {options.normalize.upper()}")
-    # rpkm: per kb of the bin's bases; scale-regions values are already per base
-    per_kb = 1 if options.scale_regions else options.bin_size
-    per = 1e6 / size if options.normalize == "cpm" else 1e9 / (size * per_kb)
-    return per * options.scale_factor, size
 
 
 @dataclass
@@ -212,18 +192,6 @@ def _add_rows(stats: ProfileStats, chunk, options: Options, rows: np.ndarray, va
     stats.reads += part.reads
 
 
-def _shared_zeros(shape: tuple[int, ...], dtype, shared: bool = True) -> np.ndarray:
-    """A zeroed array in its own anonymous mapping, paged in 4 KB as it is written.
-    Shared: forked workers write their rows of the matrix into it in place, so no matrix
-    travels back through a pipe to be copied again. Private (``shared=False``): unlike
-    numpy's large arrays, never backed by huge pages, which would page in a whole matrix
-    at its first writes."""
-    count = int(np.prod(shape))
-    buf = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1),
-                    flags=mmap.MAP_SHARED if shared else mmap.MAP_PRIVATE)
-    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
-
-
 def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matrix: bool,
                   progress: bool = False) -> Counts:
     """Count the prepared chunks (whose regions are all in sorted ``rows``). Scale-regions
@@ -237,9 +205,9 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
     stats = ProfileStats(nch, nbins)
     values = invalid = None
     if with_matrix or options.scale_regions:
-        values = _shared_zeros((len(rows), nch, nbins),
+        values = shared_zeros((len(rows), nch, nbins),
                                np.float64 if options.scale_regions else np.int32)
-        invalid = _shared_zeros((len(rows), nbins), bool)
+        invalid = shared_zeros((len(rows), nbins), bool)
         # rows in no chunk have no bin on a chromosome
         invalid[np.isin(rows, computable(prep.status), invert=True)] = True
         add = functools.partial(_add_rows, options=options, rows=rows, values=values,
@@ -251,7 +219,7 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
     processes = workers_for(options.n_processes, prep.chunks)
     if processes > 1 and reads.kernel() is not None and not options.scale_regions:
         # each worker counts into its own table in shared memory: nothing to send back
-        tables = [_shared_zeros(ProfileStats.table_shape(nch, nbins), np.int32)
+        tables = [shared_zeros(ProfileStats.table_shape(nch, nbins), np.int32)
                   for _ in range(processes)]
 
         def new():
@@ -270,7 +238,7 @@ def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
     """Turn the counts of all rows into the profile and matrix tables. ``release``: the
     counts are not used again; their shared memory is freed as the matrix is built.
     ``size``: the library size, if already counted (else it is counted from ``bam``)."""
-    factor, size = _factor(bam, options, size)
+    factor, size = normalisation.factor(bam, options, size)
     mat = None
     if with_matrix or options.scale_regions:
         nreg, nch, nbins = len(status), len(options.channels), options.n_bins
@@ -286,7 +254,7 @@ def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
         prof = counts.stats.columns(options.offsets, options.channels, factor)
     scaled = {"body_length": options.body_length} if options.scale_regions else {}
     if with_matrix:
-        mat = _matrix_frame(regions, status, values, invalid, options, factor, release)
+        mat = matrix_frame(regions, status, values, invalid, options, factor, release)
         mat.attrs.update(units=units(options), **scaled)
     attrs = {"bam": bam.path, "normalize": options.normalize, "library_size": size,
              "units": units(options), **scaled}
@@ -306,114 +274,6 @@ def compute(regions, bam, options: Options | None = None, *, with_matrix: bool =
     counts = count_windows(prep, options, rows, with_matrix, progress)
     return finish(prep.regions, prep.bam, prep.status, counts, options, with_matrix,
                   release=True)
-
-
-def _matrix_frame(regions, status, values, invalid, options, factor,
-                  release: bool = False) -> pd.DataFrame:
-    """The matrix as a float DataFrame, NaN where a bin is off the chromosome (``invalid``,
-    regions × bins). Built column
-    by column in one conversion, in the layout pandas keeps (each bin's column contiguous),
-    so neither pandas nor Arrow (parquet) copies it again. With ``release`` (``values`` are
-    this run's own shared counts, not needed after), the counts of each converted block go
-    back to the system, so the counts and the frame are never both held whole."""
-    nch, nbins = values.shape[1], values.shape[2]
-    flat = values.reshape(-1, nbins)
-    counts = options.normalize == "none" and options.scale_factor == 1
-    # whole counts below 2^24 are exact in float32; anything else is float64
-    small = counts and not options.scale_regions and not (values.size and values.max() >= 2 ** 24)
-    # private 4 KB pages: the first block writes into every column, and huge pages would
-    # then hold the whole frame while all the counts still are
-    columns = _shared_zeros((nbins, len(flat)), np.float32 if small else np.float64,
-                            shared=False)
-    data = columns.T
-    if reads.kernel() is not None:
-        _convert(values, invalid, factor, not counts, columns, options.n_processes, release)
-    else:
-        if counts:
-            data[...] = flat
-        else:
-            np.multiply(flat, factor, out=data)
-        data[np.repeat(invalid, nch, axis=0)] = np.nan
-    index = matrix_index(regions, np.asarray(status), options.channels)
-    return pd.DataFrame(data, index=index, columns=pd.Index(options.offsets, name="offset"),
-                        copy=False)
-
-
-# Counts converted per step into the matrix frame: a few MB, so each step's counts can be
-# handed back to the system while the rest are converted.
-_BLOCK_BYTES = 8 << 20
-
-
-def _convert(values: np.ndarray, invalid: np.ndarray, factor: float, scale: bool,
-             columns: np.ndarray, threads: int, release: bool) -> None:
-    """``columns`` (bins × region-channel rows) from ``values`` (regions × channels × bins)
-    with the kernel, in blocks of regions on ``threads`` threads (the kernel runs without
-    the GIL). ``release``: where ``values`` and ``invalid`` are shared mappings (see
-    :func:`_shared_zeros`), each block's whole pages of them are removed once converted."""
-    nreg, nch, nbins = values.shape
-    flat = np.ascontiguousarray(values.reshape(-1, nbins))
-    off = np.ascontiguousarray(invalid).view(np.uint8)
-    row_bytes = nch * nbins * flat.itemsize
-    per = max(64, _BLOCK_BYTES // max(row_bytes, 1))
-    starts = range(0, nreg, per)
-    shared = [(m, size) for m, size in ((_mapping(values), row_bytes),
-                                        (_mapping(invalid), nbins))
-              if release and m is not None]
-
-    def block(r0: int) -> None:
-        r1 = min(r0 + per, nreg)
-        reads.kernel().matrix_columns(flat[r0 * nch:r1 * nch], off[r0:r1], nch, factor, scale,
-                                     columns, r0 * nch)
-        for mapping, size in shared:     # only pages wholly inside this block's rows
-            _discard(mapping, r0 * size, r1 * size)
-
-    threads = max(1, min(threads, len(starts)))
-    if threads == 1:
-        for r0 in starts:
-            block(r0)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(block, starts):
-            pass
-
-
-def _mapping(values: np.ndarray) -> mmap.mmap | None:
-    """The shared mapping ``values`` views from its first byte (see :func:`_shared_zeros`),
-    or None."""
-    base = values
-    while base is not None and not isinstance(base, mmap.mmap):
-        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
-    if base is None or len(base) < values.nbytes or not values.flags.c_contiguous:
-        return None
-    if np.frombuffer(base, np.uint8, count=1).ctypes.data != values.ctypes.data:
-        return None
-    return base
-
-
-def _discard(shared: mmap.mmap, start: int, stop: int) -> None:
-    """Return the whole pages of ``shared[start:stop]`` to the system (they read as zeros
-    after): shared memory is only freed by MADV_REMOVE, not by MADV_DONTNEED."""
-    page = mmap.PAGESIZE
-    first, last = -(-start // page) * page, stop // page * page
-    advice = getattr(mmap, "MADV_REMOVE", None)
-    if advice is None or last <= first:
-        return
-    with contextlib.suppress(OSError, ValueError):
-        shared.madvise(advice, first, last - first)
-
-
-def matrix_index(regions, status: np.ndarray, channels: Sequence[str]) -> pd.MultiIndex:
-    """The matrix rows: region × channel, with the region's coordinates and status
-    (``regions`` a DataFrame or a dict of columns)."""
-    rep = np.repeat(np.arange(len(status)), len(channels))
-    return pd.MultiIndex.from_arrays([
-        rep,
-        *(np.asarray(regions[c])[rep] for c in ("chrom", "start", "end", "name", "strand")),
-        np.asarray(status)[rep],
-        np.tile(np.array(list(channels), dtype=object), len(status)),
-    ], names=["region", "chrom", "start", "end", "name", "strand", "status", "channel"])
 
 
 def matrix(regions, bam, options: Options | None = None, *, progress: bool = False,
@@ -535,14 +395,6 @@ _stem = label_from_path   # re-export for cli; removed when callers move
 
 # --- several samples, several region groups, controls -------------------------------------
 
-def units(options: Options, control: bool = False) -> str:
-    """What the values are in, for tables and axis labels."""
-    if control:
-        return LOG2_RATIO if options.operation == "log2" else DIFFERENCE
-    unit = NORMALIZED_UNITS[options.normalize]
-    return unit if options.scale_factor == 1 else f"{unit} × {options.scale_factor:g}"
-
-
 @dataclass
 class Coverage:
     """A run over several samples and region groups.
@@ -645,13 +497,7 @@ def _versus_control(regs, bam: Bam, control, options: Options, progress: bool
                           else "cpm", scale_factor=1.0)
     sample = compute(regs, bam, raw, with_matrix=True, progress=progress)
     base = compute(regs, ctrl, raw, with_matrix=True, progress=progress)
-    a = sample.matrix.to_numpy(np.float64)
-    b = base.matrix.to_numpy(np.float64)
-    if options.normalize == "none":     # CPM × sample library / 10⁶: the sample's reads
-        a, b = a * sample.library_size / 1e6, b * sample.library_size / 1e6
-    a, b = a * options.scale_factor, b * options.scale_factor
-    p = options.pseudocount
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = np.log2((a + p) / (b + p)) if options.operation == "log2" else a - b
+    values = versus_control(sample.matrix.to_numpy(np.float64),
+                            base.matrix.to_numpy(np.float64), sample.library_size, options)
     out = pd.DataFrame(values, index=sample.matrix.index, columns=sample.matrix.columns)
     return out, sample.library_size

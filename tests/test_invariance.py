@@ -77,9 +77,9 @@ def test_matrix_frame_kernel_equals_numpy(monkeypatch, case):
     elif case == "scale-regions":
         values = values / 7
     valid = rng.random((len(regs), opts.n_bins)) > 0.1
-    fast = bamcover.profiles._matrix_frame(regs, status, values, ~valid, opts, 0.37)
+    fast = bamcover.matrices.matrix_frame(regs, status, values, ~valid, opts, 0.37)
     monkeypatch.setattr(reads, "_kernel", None)
-    slow = bamcover.profiles._matrix_frame(regs, status, values, ~valid, opts, 0.37)
+    slow = bamcover.matrices.matrix_frame(regs, status, values, ~valid, opts, 0.37)
     assert fast.dtypes.iloc[0] == slow.dtypes.iloc[0] == \
         (np.float32 if case == "counts" else np.float64)
     assert fast.to_numpy().tobytes() == slow.to_numpy().tobytes()
@@ -97,21 +97,21 @@ def test_matrix_frame_in_blocks_returns_the_counts_memory(monkeypatch, normalize
     status = pd.Series(["ok"] * len(regs))
     rng = np.random.default_rng(5)
     shape = (len(regs), 2, opts.n_bins)
-    values = bamcover.profiles._shared_zeros(shape, np.int32)
+    values = bamcover.matrices.shared_zeros(shape, np.int32)
     values[...] = rng.integers(1, 500, size=shape)
-    invalid = bamcover.profiles._shared_zeros((len(regs), opts.n_bins), bool)
+    invalid = bamcover.matrices.shared_zeros((len(regs), opts.n_bins), bool)
     invalid[...] = rng.random(invalid.shape) < 0.1
     kept_values, kept_invalid = values.copy(), invalid.copy()
     row_bytes = 2 * opts.n_bins * 4
-    monkeypatch.setattr(bamcover.profiles, "_BLOCK_BYTES", 64 * row_bytes)   # 12 blocks
+    monkeypatch.setattr(bamcover.matrices, "_BLOCK_BYTES", 64 * row_bytes)   # 12 blocks
     freed = []
-    discard = bamcover.profiles._discard
-    monkeypatch.setattr(bamcover.profiles, "_discard",
+    discard = bamcover.matrices._discard
+    monkeypatch.setattr(bamcover.matrices, "_discard",
                         lambda m, a, b: (freed.append((a, b)), discard(m, a, b)))
-    fast = bamcover.profiles._matrix_frame(regs, status, values, invalid, opts, 0.37,
-                                           release=True)
+    fast = bamcover.matrices.matrix_frame(regs, status, values, invalid, opts, 0.37,
+                                          release=True)
     monkeypatch.setattr(reads, "_kernel", None)
-    slow = bamcover.profiles._matrix_frame(regs, status, kept_values, kept_invalid, opts, 0.37)
+    slow = bamcover.matrices.matrix_frame(regs, status, kept_values, kept_invalid, opts, 0.37)
     assert fast.to_numpy().tobytes() == slow.to_numpy().tobytes()
     assert len(freed) == 2 * -(-len(regs) // 64)
     # a page that straddles two blocks stays: at most one per block boundary
@@ -136,9 +136,9 @@ def test_profile_only_paths_equal_matrix_run(monkeypatch, extra):
         prof = bamcover.profile(STRANDED, str(SE_CHIP), processes=processes, chunk_bases=chunk,
                                 **opts)
         pd.testing.assert_frame_equal(prof, base, check_exact=True)
-    monkeypatch.setattr(bamcover.profiles._Stats, "DENSE_CELLS", 0)
+    monkeypatch.setattr(bamcover.statistics.ProfileStats, "DENSE_CELLS", 0)
     for height in (1, 4, 30):
-        monkeypatch.setattr(bamcover.profiles._Stats, "MIN_HEIGHT", height)
+        monkeypatch.setattr(bamcover.statistics.ProfileStats, "MIN_HEIGHT", height)
         for processes, with_matrix in ((1, False), (2, False), (2, True)):
             res = bamcover.profiles.compute(STRANDED, str(SE_CHIP), processes=processes,
                                             chunk_bases=20_000, with_matrix=with_matrix,
@@ -155,7 +155,7 @@ def test_histogram_statistics_equal_brute_force(monkeypatch):
     dense table too short for most values, so cells mix dense and sparse parts."""
     import pickle
 
-    from bamcover.profiles import _Stats
+    from bamcover.statistics import ProfileStats as _Stats
 
     monkeypatch.setattr(_Stats, "DENSE_CELLS", 0)
     monkeypatch.setattr(_Stats, "MIN_HEIGHT", 6)
@@ -305,7 +305,7 @@ def test_dense_histogram_statistics_equal_brute_force():
 def test_sums_of_squares_of_huge_bin_sums_stay_exact():
     """Bin sums near 2^31 (wide bins over deep coverage) have squares near 2^62: their sum
     over a few regions leaves int64, and the std must still be the exact one."""
-    from bamcover.profiles import _Stats
+    from bamcover.statistics import ProfileStats as _Stats
 
     rng = np.random.default_rng(9)
     values = np.zeros((50, 1, 3), np.int32)
