@@ -1,5 +1,6 @@
-"""Coverage as tasks: split regions into chunks (one Slurm array task each), count each
-chunk where it runs, and reduce the chunks into exactly the tables a local run gives."""
+"""Coverage as tasks: split regions into chunks (one job each, on any backend of
+:mod:`bamcover.jobs`), count each chunk where it runs, and reduce the chunks into exactly
+the tables a local run gives."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import numpy as np
 
 from ._lazy import pd
 from .errors import BamcoverError
+from .jobs.backends import Backend
+from .jobs.stamps import input_stamp, unchanged
+from .jobs.task import Task
 from .options import Options
 from .profiles import (
     STATUS_MISSING,
@@ -28,7 +32,6 @@ from .profiles import (
 )
 from .reads import Bam, library_size, open_bam
 from .regions import read_regions
-from .tasks import LocalExecutor, SlurmExecutor, Task, _input_stamp, unchanged
 
 REGIONS_FILE = "regions.parquet"   # inside the task directory; jobs run there
 
@@ -79,7 +82,7 @@ def _region_input(regions, region_file) -> dict | None:
     """Submit-time stamp of the region file, for the provenance written at collection."""
     path = region_file if region_file is not None else \
         regions if isinstance(regions, (str, os.PathLike)) else None
-    return _input_stamp(os.fspath(path)) if path is not None else None
+    return input_stamp(os.fspath(path)) if path is not None else None
 
 
 def _library_sizes(paths: list[str], options: Options) -> np.ndarray:
@@ -88,7 +91,7 @@ def _library_sizes(paths: list[str], options: Options) -> np.ndarray:
                     dtype=np.int64)
 
 
-def submit_profile(regions, bam, options: Options, *, executor: SlurmExecutor | LocalExecutor,
+def submit_profile(regions, bam, options: Options, *, executor: Backend,
                    jobs: int = 4, with_matrix: bool = True, workdir=None,
                    outputs: dict | None = None, group: str = "regions",
                    region_file: str | None = None) -> Task:
@@ -116,7 +119,7 @@ def submit_profile(regions, bam, options: Options, *, executor: SlurmExecutor | 
             "n_regions": len(regs), "group": group, "bam_info": _bam_info([bam_]),
             "region_input": _region_input(regions, region_file)}
     inputs = [bam_.path, bam_.index]
-    task = Task.create("bamcover.cluster:window_job", items, reduce="list",
+    task = Task.create(window_job, items, reduce="list",
                        executor=executor, workdir=workdir, inputs=inputs, meta=meta)
     _store_regions(task, regs.assign(status=prep.status))
     return task.submit()
@@ -133,7 +136,7 @@ def window_job(regions: str, bam: str, rows: list[int], options: dict,
             "library_sizes": _library_sizes(list(sizes), opts)}
 
 
-def submit_density(regions, bams, options: Options, *, executor: SlurmExecutor | LocalExecutor,
+def submit_density(regions, bams, options: Options, *, executor: Backend,
                    jobs: int = 4, labels=None, workdir=None, outputs: dict | None = None,
                    region_file: str | None = None) -> Task:
     """Submit a density run (every BAM per chunk of regions) as a task; the library size
@@ -153,7 +156,7 @@ def submit_density(regions, bams, options: Options, *, executor: SlurmExecutor |
             "outputs": outputs or {}, "n_regions": len(regs), "bam_info": _bam_info(opened),
             "region_input": _region_input(regions, region_file)}
     inputs = [p for b in opened for p in (b.path, b.index)]
-    task = Task.create("bamcover.cluster:density_job", items, reduce="list",
+    task = Task.create(density_job, items, reduce="list",
                        executor=executor, workdir=workdir, inputs=inputs, meta=meta)
     _store_regions(task, regs)
     return task.submit()

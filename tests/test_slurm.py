@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bamcover import cluster, profiles, slurm, tasks
+from bamcover import cluster, profiles, tasks
+from bamcover.jobs import slurm
 from bamcover.options import Options
 
 from .conftest import ROOT, SE_CHIP, STRANDED, SUMMITS

@@ -3,7 +3,8 @@
 Only the command-line tools are used (``sbatch --parsable``, ``squeue``, ``scontrol``,
 ``sacct`` when accounting is configured, ``scancel``), so it works with any Slurm the user
 can submit to. Slurm forgets finished jobs after ``MinJobAge`` and reuses job ids after a
-controller restart: callers match job names and keep their own markers (see tasks.py).
+controller restart: callers match job names and keep their own markers (see
+:mod:`bamcover.jobs.task`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from .errors import BamcoverError
+from ..errors import BamcoverError
 
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED",
           "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
