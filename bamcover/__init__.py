@@ -2,10 +2,12 @@
 
 __version__ = "0.1.0"
 
+from .densities import density
 from .errors import BamcoverError
 from .options import Options
-from .profiles import Coverage, coverage, density, matrix, profile
+from .profiles import matrix, profile
 from .regions import read_regions
+from .samples import Coverage, coverage
 
 __all__ = ["BamcoverError", "Coverage", "Options", "__version__", "coverage", "density",
            "matrix", "profile", "read_regions"]

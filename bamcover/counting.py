@@ -18,6 +18,7 @@ from . import reads
 from .options import Options
 from .reads import Bam, intervals
 from .regions import flank_lengths
+from .schema import STATUS_CLIPPED, STATUS_OFF, STATUS_OK, STATUS_UNKNOWN
 
 INT32_MAX = np.iinfo(np.int32).max
 
@@ -111,6 +112,31 @@ def _diff(s, e, bstart, bend, base, size):
     minus = np.concatenate(minus) if minus else np.empty(0, np.int64)
     return (np.bincount(plus, minlength=size).astype(np.int64)
             - np.bincount(minus, minlength=size))
+
+
+def window_status(chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray, bam: Bam
+                  ) -> np.ndarray:
+    """Where windows lie on the BAM's chromosomes.
+
+    Parameters
+    ----------
+    chroms, starts, ends
+        The windows (genomic, ``starts`` may be < 0).
+    bam
+        The BAM whose header gives the chromosome lengths.
+
+    Returns
+    -------
+    numpy.ndarray
+        One status per window (object): ``ok``, ``clipped``, ``off_chromosome`` or
+        ``unknown_chromosome`` (see :mod:`bamcover.schema`).
+    """
+    length = per_chrom(chroms, bam.lengths, -1)
+    status = np.full(len(chroms), STATUS_OK, dtype=object)
+    status[(starts < 0) | (ends > length)] = STATUS_CLIPPED
+    status[(ends <= 0) | (starts >= length)] = STATUS_OFF
+    status[length < 0] = STATUS_UNKNOWN
+    return status
 
 
 @dataclass

@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from . import __version__
+from ._lazy import pd
 from .errors import BamcoverError
 from .matrices import Cube, Matrices, as_matrices, bin_size_of, cube, matrix_from_cube
 from .outputs import GZIP_LEVEL, atomic_path, row_parts, text_lines, write_parts

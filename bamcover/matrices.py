@@ -24,7 +24,7 @@ from .options import Options
 from .reads import matrix_rows
 from .schema import DEFAULT_GROUP, MATRIX_INDEX, REGION_COLUMNS, STATUS_OK
 
-Matrices = dict[tuple[str, str], pd.DataFrame]
+Matrices = dict[tuple[str, str], "pd.DataFrame"]
 
 
 def shared_zeros(shape: tuple[int, ...], dtype, shared: bool = True) -> np.ndarray:

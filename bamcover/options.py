@@ -247,3 +247,21 @@ class Options:
             if asked != used:
                 log.warning("--%s %d is not a multiple of --bin-size %d; using %d",
                             name, asked, self.bin_size, used)
+
+
+def with_overrides(options: Options | None, overrides: dict) -> Options:
+    """The options an API call runs with.
+
+    Parameters
+    ----------
+    options
+        The caller's :class:`Options` (default: the defaults).
+    overrides
+        Fields by name that replace those of ``options``.
+
+    Returns
+    -------
+    Options
+    """
+    options = options or Options()
+    return options.replace(**overrides) if overrides else options
