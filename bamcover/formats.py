@@ -32,7 +32,7 @@ from . import __version__
 from ._lazy import pd
 from .errors import BamcoverError
 from .matrices import Cube, Matrices, as_matrices, bin_size_of, cube, matrix_from_cube
-from .outputs import GZIP_LEVEL, atomic_path, row_parts, text_lines, write_parts
+from .outputs import atomic_path
 from .schema import (
     BODY,
     CONTROL_UNITS,
@@ -51,6 +51,7 @@ from .schema import (
     separator,
 )
 from .statistics import nan_statistics
+from .text import GZIP_LEVEL, row_parts, text_lines, write_parts
 
 PathLike = str | os.PathLike
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import bamcover
-from bamcover import formats, outputs, reads
+from bamcover import formats, reads, text
 from bamcover.errors import BamcoverError
 from bamcover.outputs import write_table
 
@@ -193,7 +193,7 @@ def test_deeptools_matrix_written_in_parts_on_threads(tmp_path, chip, monkeypatc
     mixed.iloc[0, 0] = -0.0
     files = {}
     for cells, threads in ((10 ** 9, 1), (400 * 40, 1), (400 * 40, 3)):
-        monkeypatch.setattr(outputs, "PART_CELLS", cells)
+        monkeypatch.setattr(text, "PART_CELLS", cells)
         path = tmp_path / f"{cells}_{threads}.mat.gz"
         formats.write_deeptools_matrix({("a", "g"): mixed, ("b", "g"): chip}, path,
                                        threads=threads)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bamcover import outputs
+from bamcover import text
 from bamcover.outputs import write_table
 
 from .conftest import SE_CHIP, SUMMITS, WINDOW
@@ -31,8 +31,8 @@ def _read(path) -> bytes:
 def fast_path_used(monkeypatch) -> list[bool]:
     """What each call of the Arrow writer returned (True: it wrote the file)."""
     used: list[bool] = []
-    real = outputs._write_counts_text
-    monkeypatch.setattr(outputs, "_write_counts_text",
+    real = text.write_counts_text
+    monkeypatch.setattr(text, "write_counts_text",
                         lambda *a: used.append(real(*a)) or used[-1])
     return used
 
@@ -204,7 +204,7 @@ def test_matrices_are_written_in_parts_on_threads(tmp_path, fast_path_used, monk
     """A matrix's rows are formatted and gzipped in parts (7 rows each here) on threads: the
     same bytes for any number of threads, what pandas writes once decompressed. A value
     that is not a count in a late part sends the whole file to pandas."""
-    monkeypatch.setattr(outputs, "PART_CELLS", 50 * 7)
+    monkeypatch.setattr(text, "PART_CELLS", 50 * 7)
     df = _counts(100)
     if late == "fraction":
         df.loc[97, "3"] = np.float32(0.5)
