@@ -196,7 +196,18 @@ def matrix_index(regions, status: np.ndarray, channels: Sequence[str]) -> pd.Mul
 # --- the way back: a matrix as arrays ------------------------------------------------------
 
 def bin_size_of(offsets) -> int:
-    """Bin size from sorted bin labels (their first offsets); 1 for a single bin."""
+    """The bin size of a matrix's columns.
+
+    Parameters
+    ----------
+    offsets
+        The bin labels (their first offsets).
+
+    Returns
+    -------
+    int
+        The step between them; 1 for a single bin.
+    """
     offsets = np.unique(np.asarray(offsets, dtype=np.int64))
     if offsets.size < 2:
         return 1
@@ -228,7 +239,18 @@ class Cube:
         return self.take(np.arange(len(self.regions)))
 
     def take(self, regions: np.ndarray) -> np.ndarray:
-        """:attr:`values` of the regions numbered ``regions`` only."""
+        """:attr:`values` of some regions only.
+
+        Parameters
+        ----------
+        regions
+            Their numbers.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (regions × channels × bins), NaN where the matrix has no row.
+        """
         rows = self.rows[regions]
         return matrix_rows(self._data, rows.reshape(-1)).reshape(*rows.shape, -1)
 
@@ -238,7 +260,18 @@ class Cube:
 
 
 def cube(matrix: pd.DataFrame) -> Cube:
-    """Split a bamcover matrix (index levels ``region … channel``) into arrays."""
+    """Split a bamcover matrix into arrays.
+
+    Parameters
+    ----------
+    matrix
+        A matrix with index levels ``region … channel`` (``region``, ``name``, ``strand`` and
+        ``status`` may be missing).
+
+    Returns
+    -------
+    Cube
+    """
     index = matrix.index
     names = list(index.names)
     missing = [n for n in ("chrom", "start", "end", "channel") if n not in names]
@@ -271,7 +304,23 @@ def cube(matrix: pd.DataFrame) -> Cube:
 
 def matrix_from_cube(regions: pd.DataFrame, channels: list[str], offsets, values: np.ndarray,
                      attrs: Mapping | None = None) -> pd.DataFrame:
-    """The inverse of :func:`cube`: a matrix in bamcover's layout (rows region × channel)."""
+    """The inverse of :func:`cube`: a matrix in bamcover's layout (rows region × channel).
+
+    Parameters
+    ----------
+    regions
+        One row per region: ``chrom, start, end, name, strand[, status]``.
+    channels, offsets
+        The channels' names and the bins' labels.
+    values
+        Values (regions × channels × bins).
+    attrs
+        The matrix's attrs.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     nreg, nch = len(regions), len(channels)
     status = regions["status"].to_numpy() if "status" in regions else np.full(nreg, STATUS_OK)
     index = matrix_index(regions, status, channels)
@@ -283,7 +332,20 @@ def matrix_from_cube(regions: pd.DataFrame, channels: list[str], offsets, values
 
 
 def as_matrices(data, sample: str = "sample", group: str = DEFAULT_GROUP) -> Matrices:
-    """A matrix or a dict of them as ``{(sample, group): matrix}``."""
+    """A matrix or a dict of them as ``{(sample, group): matrix}``.
+
+    Parameters
+    ----------
+    data
+        One matrix, or a dict keyed by ``(sample, group)`` or by sample.
+    sample, group
+        The labels of a single matrix, and the group of a dict keyed by sample.
+
+    Returns
+    -------
+    dict
+        ``{(sample, group): matrix}``.
+    """
     if isinstance(data, pd.DataFrame):
         return {(sample, group): data}
     if isinstance(data, Mapping):

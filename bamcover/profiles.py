@@ -70,7 +70,18 @@ def _prepare(regions, bam, options: Options, rows: np.ndarray | None = None) -> 
 
 
 def computable(status: np.ndarray) -> np.ndarray:
-    """Rows whose windows touch a chromosome of the BAM."""
+    """Rows whose windows touch a chromosome of the BAM.
+
+    Parameters
+    ----------
+    status
+        Each region's status.
+
+    Returns
+    -------
+    numpy.ndarray
+        Their row numbers, in order.
+    """
     return np.flatnonzero(np.isin(status, COMPUTABLE_STATUS))
 
 
@@ -169,13 +180,32 @@ def _add_rows(stats: ProfileStats, chunk, options: Options, rows: np.ndarray, va
 
 def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matrix: bool,
                   progress: bool = False) -> Counts:
-    """Count the prepared chunks (whose regions are all in sorted ``rows``). Scale-regions
-    values are float means: they are always kept (``stats`` stays empty) and the profile is
-    computed from the assembled matrix in :func:`finish`.
+    """Count the prepared chunks of one BAM over one region set.
 
-    Each worker folds its chunks into one histogram table, in memory shared with this
-    process, and sends back only the rare values too large for it, so the profile needs
-    O(chunk) memory; with a matrix, workers also write their rows into it."""
+    Scale-regions values are float means: they are always kept (``stats`` stays empty) and
+    the profile is computed from the assembled matrix in :func:`finish`. Each worker folds
+    its chunks into one histogram table, in memory shared with this process, and sends back
+    only the rare values too large for it, so the profile needs O(chunk) memory; with a
+    matrix, workers also write their rows into it.
+
+    Parameters
+    ----------
+    prep
+        The prepared inputs (:func:`_prepare`), whose regions are all in ``rows``.
+    options
+        The run's options.
+    rows
+        The rows counted, sorted.
+    with_matrix
+        Whether per-bin values are kept for a matrix.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    Counts
+        The rows' statistics, values (with a matrix) and reads.
+    """
     nch, nbins = len(options.channels), options.n_bins
     values = invalid = None
     if with_matrix or options.scale_regions:
@@ -263,9 +293,25 @@ def merge_counts(parts: Sequence[Counts], options: Options, with_matrix: bool) -
 def finish(regions: pd.DataFrame, bam: Bam, status: np.ndarray, counts: Counts,
            options: Options, with_matrix: bool, release: bool = False,
            size: int | None = None) -> Result:
-    """Turn the counts of all rows into the profile and matrix tables. ``release``: the
-    counts are not used again; their shared memory is freed as the matrix is built.
-    ``size``: the library size, if already counted (else it is counted from ``bam``)."""
+    """Turn the counts of all rows into the profile and matrix tables.
+
+    Parameters
+    ----------
+    regions, bam, status
+        The region table, the BAM and each region's status.
+    counts
+        The counts of all computable rows (:func:`count_windows`, :func:`merge_counts`).
+    options, with_matrix
+        The run's options; whether the matrix is wanted.
+    release
+        The counts are not used again: their shared memory is freed as the matrix is built.
+    size
+        The library size, if already counted (else it is counted from ``bam``).
+
+    Returns
+    -------
+    Result
+    """
     factor, size = normalisation.factor(bam, options, size)
     mat = None
     if with_matrix or options.scale_regions:
@@ -295,6 +341,18 @@ def compute(regions, bam, options: Options | None = None, *, with_matrix: bool =
 
     Memory: O(chunk) for the profile; the matrix adds n_regions × channels × bins int32.
     In scale-regions mode the float64 matrix is always held (the profile is computed from it).
+
+    Parameters
+    ----------
+    regions, bam, options, **overrides, progress
+        As for :func:`matrix`.
+    with_matrix
+        Whether the matrix is made too.
+
+    Returns
+    -------
+    Result
+        The profile (``columns``, ``profile``), the matrix or None, statuses, library size.
     """
     options = with_overrides(options, overrides)
     prep = _prepare(regions, bam, options)
@@ -330,11 +388,20 @@ def matrix(regions, bam, options: Options | None = None, *, progress: bool = Fal
 
 def profile(regions, bam, options: Options | None = None, *, progress: bool = False,
             **overrides) -> pd.DataFrame:
-    """Average profile: one row per offset; for every channel the mean, median, std
-    (ddof=1), sem and n (regions with data at that offset) over regions.
+    """Average profile over regions.
 
-    Parameters are those of :func:`matrix`. With ``normalize='cpm'`` the statistics are
-    scaled by 10⁶ / (reads passing the filters); ``attrs['library_size']`` says how many.
+    Parameters
+    ----------
+    regions, bam, options, **overrides, progress
+        As for :func:`matrix`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per offset; for every channel the mean, median, std (ddof=1), sem and n
+        (regions with data at that offset) over regions. With ``normalize='cpm'`` the
+        statistics are scaled by 10⁶ / (reads passing the filters);
+        ``attrs['library_size']`` says how many.
     """
     return compute(regions, bam, options, with_matrix=False, progress=progress,
                    **overrides).profile

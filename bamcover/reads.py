@@ -291,8 +291,8 @@ def matrix_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
     ----------
     data
         A 2-D float array; a matrix in pandas' column layout (``data.T`` contiguous) is
-        transposed back by the kernel, 64 rows at a time (numpy's strided gather is
-        several times slower).
+        transposed back by the kernel, 64 rows at a time, rather than by numpy's
+        strided gather.
     rows
         Row numbers; negative ones give rows of NaN.
 

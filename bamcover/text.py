@@ -15,8 +15,8 @@ from . import reads
 from ._lazy import pd
 from .reads import matrix_rows
 
-#: gzip's own default: level 9 (pandas' and Arrow's) took 7× as long for a 12 % smaller
-#: matrix file (56 MB of text: 9.5 s vs 1.4 s)
+#: gzip's own default, not pandas' and Arrow's 9: several times faster for a file only a
+#: little larger
 GZIP_LEVEL = 6
 
 
@@ -46,12 +46,31 @@ def plain_names(names: list[str], sep: str) -> bool:
 
 def write_counts_text(df: pd.DataFrame, path: str, sep: str, gz: bool, threads: int = 1
                        ) -> bool:
-    """Write a table of counts (integer columns, float32 columns holding whole numbers or
-    NaN, plain strings) in the bytes pandas writes (a whole number's ``%.9g`` is its
-    digits) about 20× faster: matrices are millions of cells. Leading text and integer
-    columns before a block of float32 ones (a matrix) go through :func:`write_parts`,
-    in parts on ``threads`` threads; other tables through Arrow's C++ CSV writer in one
-    piece. Returns False for any other table, which the caller then writes with pandas."""
+    """Write a table of counts in the bytes pandas writes, without pandas.
+
+    Counts are integer columns, float32 columns holding whole numbers or NaN (a whole
+    number's ``%.9g`` is its digits), and plain strings. Leading text and integer columns
+    before a block of float32 ones (a matrix) go through :func:`write_parts`, in parts on
+    threads; other tables through Arrow's C++ CSV writer in one piece.
+
+    Parameters
+    ----------
+    df
+        The table.
+    path
+        The file (a temporary the caller renames).
+    sep
+        The field separator.
+    gz
+        Gzip the file.
+    threads
+        Format (and gzip) a matrix's parts on this many threads.
+
+    Returns
+    -------
+    bool
+        False, for any other table, which the caller then writes with pandas.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -143,14 +162,28 @@ PART_CELLS = 1 << 21
 
 def text_lines(text: Mapping[str, np.ndarray], values: np.ndarray, nan_as_empty: bool,
                sep: str = "\t") -> bytes:
-    """Lines of ``sep``-separated fields (no header): the equal-length ``text`` columns
-    (strings, integers), then the columns of ``values`` (rows × columns).
+    """Lines of ``sep``-separated fields, no header.
 
-    Floats are written in their shortest round-trip form (``0.1``, ``2``, ``1e-07``), NaN as
-    ``nan`` or, with ``nan_as_empty``, as an empty cell. pyarrow's C++ writer does the work
-    (about ten times faster than pandas), and the kernel writes rows of whole numbers in
-    the same bytes about ten times faster again; text that would need quoting falls back
-    to pandas. Runs mostly without the GIL, so parts can be formatted on threads.
+    Floats are written in their shortest round-trip form (``0.1``, ``2``, ``1e-07``).
+    pyarrow's C++ writer does the work, and the compiled kernel writes rows of whole
+    numbers in the same bytes; text that would need quoting falls back to pandas. Runs
+    mostly without the GIL, so parts can be formatted on threads.
+
+    Parameters
+    ----------
+    text
+        Equal-length columns of strings or integers, first on each line.
+    values
+        The numbers after them (rows × columns).
+    nan_as_empty
+        Write NaN as an empty cell, else as ``nan``.
+    sep
+        The field separator.
+
+    Returns
+    -------
+    bytes
+        The lines, each ending in a newline.
     """
     import pyarrow as pa
 
@@ -196,10 +229,20 @@ def _arrow_csv(columns: Mapping[str, np.ndarray], sep: str, nan_as_empty: bool) 
 
 
 def write_parts(fh, parts, threads: int = 1, gzip_level: int | None = None) -> None:
-    """Write the bytes each of ``parts`` (callables) makes, in order, made on ``threads``
-    threads; with ``gzip_level`` each is compressed as a gzip member of its own (a gzip
-    file may hold several one after another, and readers take them as one stream). The
-    bytes do not depend on ``threads``."""
+    """Write the bytes each of ``parts`` makes, in order.
+
+    Parameters
+    ----------
+    fh
+        A binary file open for writing.
+    parts
+        Callables, each returning bytes.
+    threads
+        Make the parts on this many threads; the bytes do not depend on it.
+    gzip_level
+        Compress each part as a gzip member of its own (a gzip file may hold several one
+        after another, and readers take them as one stream).
+    """
 
     def make(part) -> bytes:
         data = part()
@@ -223,6 +266,18 @@ def write_parts(fh, parts, threads: int = 1, gzip_level: int | None = None) -> N
 
 
 def row_parts(n: int, width: int) -> list[slice]:
-    """Row slices of about :data:`PART_CELLS` values each."""
+    """Row slices of about :data:`PART_CELLS` values each.
+
+    Parameters
+    ----------
+    n
+        Rows.
+    width
+        Values per row.
+
+    Returns
+    -------
+    list of slice
+    """
     step = max(1, PART_CELLS // max(width, 1))
     return [slice(r, min(r + step, n)) for r in range(0, n, step)]

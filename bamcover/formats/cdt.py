@@ -32,6 +32,17 @@ def write_cdt(matrix: pd.DataFrame, path: PathLike, *, channel: str | None = Non
     offsets (``<channel>:<offset>`` when several channels are written side by side). Rows keep
     the matrix order; missing values (NaN) are empty cells. Values are the matrix's bin sums,
     or per-base means with ``per_base=True``.
+
+    Parameters
+    ----------
+    matrix
+        One bamcover matrix.
+    path
+        The file.
+    channel
+        Write only this channel (default: all, side by side).
+    per_base
+        Divide the bin sums by the bin size.
     """
     c = cube(matrix)
     channels = [channel] if channel is not None else c.channels
@@ -67,10 +78,20 @@ def write_cdt(matrix: pd.DataFrame, path: PathLike, *, channel: str | None = Non
 
 
 def read_cdt(path: PathLike) -> pd.DataFrame:
-    """Read a CDT file: a DataFrame indexed by ``UNIQID`` with ``NAME`` and ``GWEIGHT``
-    columns followed by the data columns (floats, NaN for empty cells), in file order; the
-    ``EWEIGHT`` (and ``AID``) rows are dropped, the column weights are in
-    ``attrs['eweight']``."""
+    """Read a CDT file.
+
+    Parameters
+    ----------
+    path
+        The file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``UNIQID``, with ``NAME`` and ``GWEIGHT`` columns followed by the data
+        columns (floats, NaN for empty cells), in file order; the ``EWEIGHT`` (and ``AID``)
+        rows are dropped, the column weights are in ``attrs['eweight']``.
+    """
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     first = table.columns[0]
     has_gid = first == "GID"

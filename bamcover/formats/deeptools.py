@@ -29,8 +29,24 @@ DEEPTOOLS_REF_POINT = {"start": "TSS", "end": "TES", "center": "center", "summit
 
 
 def aligned_cubes(matrices: Matrices) -> tuple[list[str], list[str], dict[tuple[str, str], Cube]]:
-    """Samples, groups and the :class:`Cube` of every (sample, group), checking that every
-    sample has every group over the same regions (chrom, start, end) and bins."""
+    """Every (sample, group) as a :class:`~bamcover.matrices.Cube`, checked to line up.
+
+    Parameters
+    ----------
+    matrices
+        ``{(sample, group): matrix}``.
+
+    Returns
+    -------
+    tuple
+        ``(samples, groups, cubes)``.
+
+    Raises
+    ------
+    BamcoverError
+        Unless every sample has every group over the same regions (chrom, start, end) and
+        bins.
+    """
     samples = ordered_unique(s for s, _ in matrices)
     groups = ordered_unique(g for _, g in matrices)
     cubes = {}
@@ -303,6 +319,11 @@ def _deeptools_scores(scores, group: str, matrix: pd.DataFrame,
 def read_deeptools_matrix(path: PathLike) -> tuple[Matrices, dict]:
     """Read a deepTools ``computeMatrix reference-point`` matrix (``.mat.gz``).
 
+    Parameters
+    ----------
+    path
+        The gzipped matrix.
+
     Returns
     -------
     ``(matrices, meta)``: ``{(sample, group): matrix}`` in bamcover's layout (index ``region,
@@ -352,7 +373,8 @@ def read_deeptools_matrix(path: PathLike) -> tuple[Matrices, dict]:
     if not columns or len(columns) != ns:
         columns = [[label, "total"] for label in samples_labels]
     units = extra.get("units") or "signal"
-    # log2 ratios written as they are (older bamcover divided them by the bin size too)
+    # log2 ratios are written as they are; without "(as computed)" they were divided by the
+    # bin size like sums
     as_computed = not summed(units) and str(extra.get("values", "")).endswith("(as computed)")
     sb, gb = meta["sample_boundaries"], meta["group_boundaries"]
     if sb[-1] != values.shape[1] or gb[-1] != len(table):

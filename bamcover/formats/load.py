@@ -207,8 +207,18 @@ def _load_one(path: str, sample: str | None, group: str | None) -> Loaded:
 
 
 def combine(parts: list[Loaded]) -> Loaded:
-    """Several loaded files as one: profiles stacked, matrices merged (sample × group keys
-    must be distinct)."""
+    """Several loaded files as one.
+
+    Parameters
+    ----------
+    parts
+        What :func:`load` read of each.
+
+    Returns
+    -------
+    Loaded
+        Profiles stacked, matrices merged (sample × group keys must be distinct).
+    """
     profiles = [p.profile for p in parts]
     body = body_length_of(*profiles)
     units = ordered_unique(u for p in profiles if (u := units_of(p))) or ["reads"]

@@ -32,13 +32,33 @@ from ..statistics import nan_statistics
 
 
 def ordered_unique(values) -> list:
-    """``values`` without repeats, in the order they first come."""
+    """``values`` without repeats, in the order they first come.
+
+    Parameters
+    ----------
+    values
+        Any iterable of hashable values.
+
+    Returns
+    -------
+    list
+    """
     return list(dict.fromkeys(values))
 
 
 def units_of(df: pd.DataFrame | None) -> str | None:
-    """The unit a table's values are in, from its attrs: ``"reads"``, ``"CPM"``,
-    ``"signal"`` (unknown), or None when the attrs do not say."""
+    """The unit a table's values are in, from its attrs.
+
+    Parameters
+    ----------
+    df
+        A table (or None).
+
+    Returns
+    -------
+    str or None
+        ``"reads"``, ``"CPM"``, ``"signal"`` (unknown), ...; None when the attrs do not say.
+    """
     if df is None:
         return None
     attrs = df.attrs
@@ -53,14 +73,40 @@ def units_of(df: pd.DataFrame | None) -> str | None:
 
 
 def summed(units: str | None) -> bool:
-    """Whether a bin's value adds up its bases (reads, CPM, differences of them), so that
-    bin / bin size is a per-base value; a log2 ratio of two bins' sums does not."""
+    """Whether a bin's value adds up its bases.
+
+    Parameters
+    ----------
+    units
+        The values' units (:func:`units_of`).
+
+    Returns
+    -------
+    bool
+        True for reads, CPM and differences of them, so that bin / bin size is a per-base
+        value; False for a log2 ratio of two bins' sums.
+    """
     return units != LOG2_RATIO
 
 
 def body_length_of(*frames) -> int | None:
-    """The scaled body length that the frames' attrs record (scale-regions data), or None
-    (reference-point data). Frames that disagree are an error: they cannot share an axis."""
+    """The scaled body length that the frames' attrs record.
+
+    Parameters
+    ----------
+    *frames
+        Tables (None ones are skipped).
+
+    Returns
+    -------
+    int or None
+        The body length (scale-regions data), or None (reference-point data).
+
+    Raises
+    ------
+    BamcoverError
+        When frames disagree: they cannot share an axis.
+    """
     bodies = {int(f.attrs.get(BODY) or 0) for f in frames if f is not None}
     if len(bodies) > 1:
         raise BamcoverError("scale-regions data (bodies of "
@@ -72,14 +118,22 @@ def body_length_of(*frames) -> int | None:
 
 def tidy_profile(wide: pd.DataFrame, sample: str = "sample",
                  group: str = DEFAULT_GROUP) -> pd.DataFrame:
-    """Convert the wide profile of :func:`bamcover.profile` (index ``offset``; columns
-    ``<channel>_mean``, ``_median``, ``_std``, ``_sem``, ``_n``) to the tidy table.
+    """Convert the wide profile of :func:`bamcover.profile` to the tidy table.
+
+    Parameters
+    ----------
+    wide
+        Index (or column) ``offset``; columns ``<channel>_mean``, ``_median``, ``_std``,
+        ``_sem``, ``_n``.
+    sample, group
+        The labels of its rows.
 
     Returns
     -------
-    DataFrame with columns ``sample, group, channel, offset, mean, median, std, sem, n``, one
-    row per channel × offset (channels in column order). ``attrs`` are kept, plus ``units``
-    (``"CPM"`` when the profile was normalised, else ``"reads"``).
+    pandas.DataFrame
+        Columns ``sample, group, channel, offset, mean, median, std, sem, n``, one row per
+        channel × offset (channels in column order). ``attrs`` are kept, plus ``units``
+        (``"CPM"`` when the profile was normalised, else ``"reads"``).
     """
     if "offset" in wide.columns:
         wide = wide.set_index("offset")
@@ -107,9 +161,22 @@ def tidy_profile(wide: pd.DataFrame, sample: str = "sample",
 
 def profile_from_matrices(matrices, sample: str = "sample",
                           group: str = DEFAULT_GROUP) -> pd.DataFrame:
-    """The tidy profile of one or several matrices: per sample × group × channel × bin the
-    mean, median, std (ddof = 1), sem and n over the regions with a value (NaN skipped), as
-    :func:`bamcover.profile` computes them."""
+    """The tidy profile of one or several matrices.
+
+    Parameters
+    ----------
+    matrices
+        A matrix or ``{(sample, group): matrix}``.
+    sample, group
+        The labels of a single matrix.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per sample × group × channel × bin the mean, median, std (ddof = 1), sem and n over
+        the regions with a value (NaN skipped), as :func:`bamcover.profile` computes them
+        (see :func:`bamcover.statistics.nan_statistics`).
+    """
     matrices = as_matrices(matrices, sample, group)
     parts = []
     units = None
@@ -131,8 +198,18 @@ def profile_from_matrices(matrices, sample: str = "sample",
 
 
 def matrix_from_table(flat: pd.DataFrame) -> pd.DataFrame:
-    """A matrix file's table (``chrom start end name strand channel status`` then one column
-    per bin headed by its offset) back in bamcover's matrix layout."""
+    """A matrix file's table back in bamcover's matrix layout.
+
+    Parameters
+    ----------
+    flat
+        ``chrom start end name strand channel status`` then one column per bin headed by
+        its offset.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     missing = [c for c in MATRIX_FILE_COLUMNS if c not in flat.columns]
     if missing:
         raise BamcoverError(f"not a bamcover matrix table: columns {missing} missing")
@@ -168,8 +245,18 @@ def matrix_from_table(flat: pd.DataFrame) -> pd.DataFrame:
 
 
 def matrix_table(matrix: pd.DataFrame) -> pd.DataFrame:
-    """bamcover's matrix as its file table (the layout ``bamcover profile --matrix``
-    writes)."""
+    """bamcover's matrix as its file table (the layout ``bamcover profile --matrix`` writes).
+
+    Parameters
+    ----------
+    matrix
+        A bamcover matrix.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``chrom start end name strand channel status`` then one column per bin.
+    """
     flat = matrix.reset_index()
     out = flat[[*MATRIX_FILE_COLUMNS, *matrix.columns]].rename(columns=str)
     out.attrs.update(matrix.attrs)
@@ -177,10 +264,22 @@ def matrix_table(matrix: pd.DataFrame) -> pd.DataFrame:
 
 
 def tidy_matrix(matrices, sample: str = "sample", group: str = DEFAULT_GROUP) -> pd.DataFrame:
-    """One row per region × sample × channel × bin: ``sample, group, region, chrom, start,
-    end, name, strand, status, channel, offset, value`` (``value`` as stored in the matrix:
-    the bin's sum of per-base coverage). Write it with
-    :func:`bamcover.outputs.write_table` (TSV or parquet)."""
+    """Matrices as one long table; write it with :func:`bamcover.outputs.write_table`.
+
+    Parameters
+    ----------
+    matrices
+        A matrix or ``{(sample, group): matrix}``.
+    sample, group
+        The labels of a single matrix.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per region × sample × channel × bin: ``sample, group, region, chrom, start,
+        end, name, strand, status, channel, offset, value`` (``value`` as stored in the
+        matrix: the bin's sum of per-base coverage).
+    """
     matrices = as_matrices(matrices, sample, group)
     parts = []
     for (smp, grp), mat in matrices.items():
@@ -210,7 +309,18 @@ def tidy_matrix(matrices, sample: str = "sample", group: str = DEFAULT_GROUP) ->
 
 
 def matrices_from_tidy(long: pd.DataFrame) -> Matrices:
-    """The inverse of :func:`tidy_matrix`."""
+    """The inverse of :func:`tidy_matrix`.
+
+    Parameters
+    ----------
+    long
+        A tidy matrix table.
+
+    Returns
+    -------
+    dict
+        ``{(sample, group): matrix}``.
+    """
     missing = [c for c in TIDY_MATRIX_COLUMNS if c not in long.columns]
     if missing:
         raise BamcoverError(f"not a tidy matrix table: columns {missing} missing")
@@ -232,7 +342,17 @@ def matrices_from_tidy(long: pd.DataFrame) -> Matrices:
 
 
 def first_units(frames) -> str | None:
-    """The units of the first of ``frames`` whose attrs say (see :func:`units_of`)."""
+    """The units of the first frame whose attrs say.
+
+    Parameters
+    ----------
+    frames
+        Tables.
+
+    Returns
+    -------
+    str or None
+    """
     for f in frames:
         u = units_of(f)
         if u:
