@@ -16,16 +16,14 @@ A chunk's state comes from its marker and result first and from its backend (for
 squeue, scontrol, sacct when there is accounting) second, so a job that left the queue
 without a result is FAILED or LOST, never done; a result that is not the one its job
 recorded (or is a symbolic link, or another user's file) makes the chunk FAILED too. Each
-task is also indexed per user (:func:`index_dir`), so its id works from any directory.
+task is also indexed per user (:mod:`bamcover.jobs.index`), so its id works from any directory.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import json
-import logging
 import os
 import secrets
 import shlex
@@ -41,7 +39,7 @@ from .._lazy import pd
 from ..errors import BamcoverError
 from ..options import DEFAULT_WORKDIR
 from ..pool import progress_bar
-from . import slurm
+from . import index, slurm
 from .backends import ACTIVE, DONE, RUNNER, Backend, LocalBackend, backend_from_dict
 from .calls import qualified, reduce_results
 from .results import SUFFIXES, decode_result, own_file, sha256_of, shapes, write_json
@@ -118,7 +116,7 @@ class Task:
         finally:
             os.umask(old)
         task = cls(path)
-        _index(task)
+        index.remember(task.id, task.path)
         return task
 
     @classmethod
@@ -373,7 +371,22 @@ class Task:
 
     def wait(self, progress: bool = True, poll: float = 1.0, timeout: float | None = None
              ) -> Task:
-        """Block until no chunk is pending or running (progress bar over chunks)."""
+        """Block until no chunk is pending or running.
+
+        Parameters
+        ----------
+        progress : bool
+            Show a progress bar over chunks (on a terminal).
+        poll : float
+            Seconds between two looks.
+        timeout : float, optional
+            Give up (TimeoutError) after this many seconds.
+
+        Returns
+        -------
+        Task
+            This task.
+        """
         start = time.monotonic()
         with progress_bar(self.n_chunks, f"task {self.id}", progress) as bar:
             while True:
@@ -389,10 +402,22 @@ class Task:
     # results ----------------------------------------------------------------------------------
     def results(self, permissive: bool = False,
                 check: Callable[[int, Any], None] | None = None) -> dict[int, Any]:
-        """Chunk results by index, each checked against what its job recorded (and by
-        ``check``, which raises BamcoverError for a result that is not the chunk's). A bad
-        result is rejected: its chunk is FAILED. Refuses an incomplete task unless
-        ``permissive``, which leaves such chunks out."""
+        """The chunks' results, each checked against what its job recorded. A bad result
+        is rejected: its chunk is FAILED from then on.
+
+        Parameters
+        ----------
+        permissive : bool
+            Leave chunks without a good result out; else such a chunk is an error.
+        check : callable, optional
+            ``check(i, result)`` raises BamcoverError for a result that is not chunk
+            ``i``'s.
+
+        Returns
+        -------
+        dict
+            The results by chunk index.
+        """
         status = self.status()
         states = status["state"].to_dict()
         errors = status["error"].to_dict()
@@ -423,7 +448,18 @@ class Task:
             "or collect --permissive")
 
     def collect(self, permissive: bool = False) -> Any:
-        """The reduced result of all chunks (see ``reduce_results``)."""
+        """The chunks' results, combined as the task's ``reduce`` says.
+
+        Parameters
+        ----------
+        permissive : bool
+            Combine the chunks that have a good result; else all must have one.
+
+        Returns
+        -------
+        Any
+            The combined result (see ``reduce_results``).
+        """
         results = self.results(permissive)
         if not results:
             raise BamcoverError(f"task {self.id}: no chunk has a result")
@@ -498,36 +534,11 @@ def submit(func: Callable | str, items: Sequence[dict], *, reduce: str = "list",
     return Task.create(func, items, reduce=reduce, executor=executor, workdir=workdir).submit()
 
 
-def index_dir() -> Path:
-    """This user's index of submitted tasks: ``$XDG_STATE_HOME/bamcover/tasks`` (by
-    default ``~/.local/state/bamcover/tasks``), one file per task id holding its path."""
-    base = os.environ.get("XDG_STATE_HOME", "")
-    if not os.path.isabs(base):         # unset, empty or relative: the XDG default
-        base = os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "bamcover" / "tasks"
-
-
-def _index(task: Task) -> None:
-    """Remember ``task`` in the index so that its id works from any directory; a home that
-    cannot be written only costs that convenience."""
-    root = index_dir()
-    try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = root / f".{task.id}.{os.getpid()}.tmp"
-        tmp.write_text(f"{task.path}\n")
-        os.replace(tmp, root / task.id)
-    except OSError as exc:
-        logging.getLogger("bamcover").warning(
-            "task %s not indexed (%s); find it by its path", task.id, exc)
-
-
 def _indexed(task_id: str) -> Task | None:
     """The indexed task ``task_id``; an entry whose directory is gone (or holds another
     task) is pruned."""
-    entry = index_dir() / task_id
-    try:
-        path = Path(entry.read_text().strip())
-    except (OSError, UnicodeDecodeError):
+    path = index.lookup(task_id)
+    if path is None:
         return None
     try:
         task = Task(path)
@@ -535,18 +546,26 @@ def _indexed(task_id: str) -> Task | None:
             return task
     except (BamcoverError, OSError, ValueError):
         pass
-    with contextlib.suppress(OSError):
-        entry.unlink()
+    index.forget(task_id)
     return None
 
 
-def _is_id(name: str) -> bool:
-    return bool(name) and name[0] != "." and os.sep not in name
-
-
 def list_tasks(workdir: str | os.PathLike | None = None, indexed: bool = True) -> list[Task]:
-    """The tasks under ``workdir`` and, with ``indexed``, every task of this user's index
-    (submitted from anywhere), by id (that is, by submission time)."""
+    """The tasks of this user.
+
+    Parameters
+    ----------
+    workdir : str or PathLike, optional
+        Where to look for task directories (``bamcover-tasks``).
+    indexed : bool
+        Also every task of this user's index (submitted from anywhere); entries whose
+        directory is gone are dropped.
+
+    Returns
+    -------
+    list of Task
+        By id, that is by submission time.
+    """
     found: dict[Path, Task] = {}
     root = Path(workdir or DEFAULT_WORKDIR)
     if root.is_dir():
@@ -554,27 +573,45 @@ def list_tasks(workdir: str | os.PathLike | None = None, indexed: bool = True) -
             if (p / "manifest.json").exists():
                 task = Task(p)
                 found[task.path] = task
-    if indexed and index_dir().is_dir():
-        for entry in index_dir().iterdir():
-            task = _indexed(entry.name) if _is_id(entry.name) else None
+    if indexed:
+        for task_id in index.ids():
+            task = _indexed(task_id)
             if task is not None:
                 found.setdefault(task.path, task)
     return sorted(found.values(), key=lambda t: (t.id, str(t.path)))
 
 
 def find(task: str | os.PathLike, workdir: str | os.PathLike | None = None) -> Task:
-    """A task by path, by id under ``workdir``, or by id from this user's index."""
+    """A task by path, by id under ``workdir``, or by id from this user's index.
+
+    Parameters
+    ----------
+    task : str or PathLike
+        A task directory or a task id.
+    workdir : str or PathLike, optional
+        Where ids are looked up first (``bamcover-tasks``).
+
+    Returns
+    -------
+    Task
+        The task.
+
+    Raises
+    ------
+    BamcoverError
+        No such task.
+    """
     candidate = Path(task)
     if (candidate / "manifest.json").exists():
         return Task(candidate)
     candidate = Path(workdir or DEFAULT_WORKDIR) / str(task)
     if (candidate / "manifest.json").exists():
         return Task(candidate)
-    found = _indexed(str(task)) if _is_id(str(task)) else None
+    found = _indexed(str(task)) if index.is_id(str(task)) else None
     if found is not None:
         return found
     raise BamcoverError(f"{task}: no such task (neither a task directory, nor an id under "
-                        f"{workdir or DEFAULT_WORKDIR} or in {index_dir()})")
+                        f"{workdir or DEFAULT_WORKDIR} or in {index.index_dir()})")
 
 
 # --- helpers -------------------------------------------------------------------------------
