@@ -29,12 +29,10 @@ from . import text
 from ._lazy import is_frame, pd
 from .errors import BamcoverError
 from .pool import pid_alive
-from .schema import separator
+from .schema import BAM_SUFFIX, GZ_SUFFIX, INDEX_SUFFIXES, PARQUET_SUFFIX, separator
 from .text import GZIP_LEVEL
 
 PROVENANCE_SUFFIX = ".provenance.json"
-#: an index may sit beside a BAM under any of these names (htslib's own search order)
-_INDEX_SUFFIXES = (".bai", ".csi")
 
 
 def is_stdout(path: str | os.PathLike | None) -> bool:
@@ -103,8 +101,8 @@ def with_indexes(inputs: Iterable[str | os.PathLike | None]) -> list[str]:
             continue
         p = os.fspath(p)
         out.append(p)
-        stem = p[:-4] if p.lower().endswith(".bam") else None
-        out += [c for s in _INDEX_SUFFIXES for c in (p + s, stem + s if stem else None)
+        stem = p[:-len(BAM_SUFFIX)] if p.lower().endswith(BAM_SUFFIX) else None
+        out += [c for s in INDEX_SUFFIXES for c in (p + s, stem + s if stem else None)
                 if c and os.path.exists(c)]
     return out
 
@@ -295,13 +293,13 @@ def write_table(df: pd.DataFrame | Mapping[str, np.ndarray], path: str | os.Path
         return
     path = os.fspath(path)
     with atomic_path(path) as tmp:
-        if path.endswith(".parquet"):
+        if path.endswith(PARQUET_SUFFIX):
             out = df.reset_index() if index else df
             out.columns = [str(c) for c in out.columns]
             _write_parquet(out, tmp)
         else:
             sep = separator(path)
-            gz = path.endswith(".gz")
+            gz = path.endswith(GZ_SUFFIX)
             if index or not text.write_counts_text(df, tmp, sep, gz, threads):
                 df.to_csv(tmp, sep=sep, index=index, na_rep="nan", float_format=fmt,
                           compression={"method": "gzip", "compresslevel": GZIP_LEVEL}
@@ -328,7 +326,7 @@ def _write_columns_text(columns: Mapping[str, np.ndarray], path: str | os.PathLi
     names = [str(c) for c in columns]
     sep = separator(path)
     values = [np.asarray(v) for v in columns.values()]
-    if path.endswith(".parquet") or not text.plain_names(names, sep) or \
+    if path.endswith(PARQUET_SUFFIX) or not text.plain_names(names, sep) or \
             not all(v.ndim == 1 and (v.dtype.kind in "iu" or v.dtype == np.float64)
                     for v in values):
         return False
@@ -339,7 +337,7 @@ def _write_columns_text(columns: Mapping[str, np.ndarray], path: str | os.PathLi
         write_stdout(data.encode())
         return True
     with atomic_path(path) as tmp:
-        if path.endswith(".gz"):
+        if path.endswith(GZ_SUFFIX):
             with gzip.open(tmp, "wt", compresslevel=GZIP_LEVEL) as out:
                 out.write(data)
         else:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import BamcoverError
+from .schema import BAM_SUFFIX, INDEX_SUFFIXES
 
 log = logging.getLogger("bamcover")
 
@@ -96,8 +97,9 @@ class Bam:
 
 
 def _find_index(path: str) -> str | None:
-    stem = path[:-4] if path.endswith(".bam") else path
-    for candidate in (path + ".bai", stem + ".bai", path + ".csi"):
+    bai, csi = INDEX_SUFFIXES
+    stem = path.removesuffix(BAM_SUFFIX)
+    for candidate in (path + bai, stem + bai, path + csi):
         if os.path.exists(candidate):
             return candidate
     return None
@@ -162,7 +164,7 @@ def _build_index(path: str, allowed: bool) -> str:
         detail = " ".join(str(exc).split())[:200]
         raise BamcoverError(f"{path}: cannot index the BAM ({detail})") from None
     log.warning("%s: built the missing index %s.bai", path, path)
-    return path + ".bai"
+    return path + INDEX_SUFFIXES[0]
 
 
 _READERS: dict[tuple[int, str, str], object] = {}

@@ -51,6 +51,8 @@ LOG2_RATIO, DIFFERENCE = "log2 ratio", "difference"
 CONTROL_UNITS = (LOG2_RATIO, DIFFERENCE)
 #: ``units`` of normalised values, by ``normalize``
 NORMALIZED_UNITS = {"none": "reads", "cpm": "CPM", "rpkm": "RPKM"}
+#: ``units`` of raw counts, and of tables whose attrs do not say
+READS = NORMALIZED_UNITS["none"]
 
 # --- choices of Options -------------------------------------------------------------------------
 
@@ -65,6 +67,9 @@ INPUT_EXTENSIONS = frozenset({"bam", "bed", "narrowpeak", "broadpeak", "bedgraph
                               "tsv"})
 #: suffixes a table file loses in its label, removed in this order
 TABLE_SUFFIXES = (".gz", ".parquet", ".tsv", ".csv", ".txt", ".tab", ".mat")
+BAM_SUFFIX = ".bam"
+#: an index may sit beside a BAM under any of these names (htslib's own search order)
+INDEX_SUFFIXES = (".bai", ".csi")
 DEEPTOOLS_SUFFIX = ".mat.gz"
 CDT_SUFFIX = ".cdt"
 PARQUET_SUFFIX = ".parquet"

@@ -12,6 +12,7 @@ from .._lazy import pd
 from ..errors import BamcoverError
 from ..matrices import cube
 from ..outputs import atomic_path
+from ..schema import GZ_SUFFIX
 from ..text import row_parts, text_lines, write_parts
 
 PathLike = str | os.PathLike
@@ -70,7 +71,7 @@ def write_cdt(matrix: pd.DataFrame, path: PathLike, *, channel: str | None = Non
                                           True) for rows in row_parts(len(regs), len(heads))]
     path = os.fspath(path)
     with atomic_path(path) as tmp:
-        opener = gzip.open if path.endswith(".gz") else open
+        opener = gzip.open if path.endswith(GZ_SUFFIX) else open
         with opener(tmp, "wb") as fh:
             fh.write(("\t".join(["GID", "UNIQID", "NAME", "GWEIGHT", *heads]) + "\n").encode())
             fh.write(("\t".join(["EWEIGHT", "", "", ""] + ["1"] * len(heads)) + "\n").encode())

@@ -17,7 +17,7 @@ from .._lazy import pd
 from ..errors import BamcoverError
 from ..matrices import Cube, Matrices, as_matrices, bin_size_of, cube, matrix_from_cube
 from ..outputs import atomic_path
-from ..schema import MISSING_STATUS, STATUS_OK
+from ..schema import MISSING_STATUS, READS, STATUS_OK
 from ..text import GZIP_LEVEL, row_parts, text_lines, write_parts
 from .tables import body_length_of, first_units, ordered_unique, summed
 
@@ -148,7 +148,7 @@ def write_deeptools_matrix(matrices, path: PathLike, *, upstream: int | None = N
                  upstream, downstream, bin_size)
     columns, labels = _sample_columns(samples, groups, cubes)
     blocks, kept, bounds = _kept_rows(samples, groups, cubes, drop_missing)
-    units = units or first_units(matrices.values()) or "reads"
+    units = units or first_units(matrices.values()) or READS
     header = _header(bins, reference_point, units, columns, labels, kept, bounds,
                      proc_number, sort_regions)
     score_of = {g: _deeptools_scores(scores, g, matrices[(samples[0], g)],

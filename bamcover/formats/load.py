@@ -12,6 +12,7 @@ from .._lazy import pd
 from ..errors import BamcoverError
 from ..matrices import Matrices
 from ..schema import (
+    BAM_SUFFIX,
     BODY,
     CONTROL_UNITS,
     CONTROLS,
@@ -19,6 +20,8 @@ from ..schema import (
     DIFFERENCE,
     LOG2_RATIO,
     MATRIX_FILE_COLUMNS,
+    PARQUET_SUFFIX,
+    READS,
     TEXT_COLUMNS,
     label_from_path,
     separator,
@@ -66,10 +69,10 @@ def _controls(params: dict) -> dict[str, str]:
     control for every sample or one per sample; a control is labelled by its file name
     without ``.bam``. ``{}`` when they do not match."""
     bams = [os.path.basename(p) for p in params.get("inputs") or []
-            if str(p).lower().endswith(".bam")]
+            if str(p).lower().endswith(BAM_SUFFIX)]
     samples = params["labels"].split(",") if params.get("labels") else \
         [label_from_path(b) for b in bams]
-    controls = [label_from_path(p) if p.lower().endswith(".bam") else os.path.basename(p)
+    controls = [label_from_path(p) if p.lower().endswith(BAM_SUFFIX) else os.path.basename(p)
                 for p in str(params["control"]).split(",")]
     if len(controls) == 1:
         controls *= len(samples)
@@ -104,7 +107,7 @@ def _is_deeptools(path: str) -> bool:
 
 
 def _read_table(path: str) -> pd.DataFrame:
-    if path.endswith(".parquet"):
+    if path.endswith(PARQUET_SUFFIX):
         return pd.read_parquet(path)
     sep = separator(path)
     head = pd.read_csv(path, sep=sep, nrows=0)
@@ -185,7 +188,7 @@ def _load_one(path: str, sample: str | None, group: str | None) -> Loaded:
     if {"sample", "group", "channel", "offset", "mean"} <= cols:
         prof = table.astype({"sample": str, "group": str, "channel": str})
         prof.attrs.update(table.attrs)
-        prof.attrs.setdefault("units", units_of(table) or "reads")
+        prof.attrs.setdefault("units", units_of(table) or READS)
         return Loaded(prof, None, meta, "tidy profile")
     if {"sample", "group", "region", "channel", "offset", "value"} <= cols:
         mats = matrices_from_tidy(table)
@@ -221,7 +224,7 @@ def combine(parts: list[Loaded]) -> Loaded:
     """
     profiles = [p.profile for p in parts]
     body = body_length_of(*profiles)
-    units = ordered_unique(u for p in profiles if (u := units_of(p))) or ["reads"]
+    units = ordered_unique(u for p in profiles if (u := units_of(p))) or [READS]
     if len(units) > 1 and set(units) & set(CONTROL_UNITS):
         raise BamcoverError(f"tables in {units} cannot share an axis; plot control runs "
                             "(log2 ratio, difference) only with tables of the same unit")

@@ -24,7 +24,9 @@ from ..schema import (
     LOG2_RATIO,
     MATRIX_FILE_COLUMNS,
     MATRIX_INDEX,
+    NORMALIZED_UNITS,
     PROFILE_COLUMNS,
+    READS,
     STATS,
     TIDY_MATRIX_COLUMNS,
 )
@@ -65,10 +67,8 @@ def units_of(df: pd.DataFrame | None) -> str | None:
     if attrs.get("units"):
         return str(attrs["units"])
     normalize = attrs.get("normalize")
-    if normalize == "cpm":
-        return "CPM"
-    if normalize == "none":
-        return "reads"
+    if normalize in ("cpm", "none"):
+        return NORMALIZED_UNITS[normalize]
     return None
 
 
@@ -155,7 +155,7 @@ def tidy_profile(wide: pd.DataFrame, sample: str = "sample",
     out = pd.concat(parts, ignore_index=True)
     out["n"] = out["n"].astype(np.int64)
     out.attrs.update(wide.attrs)
-    out.attrs["units"] = units_of(wide) or "reads"
+    out.attrs["units"] = units_of(wide) or READS
     return out
 
 
@@ -190,7 +190,7 @@ def profile_from_matrices(matrices, sample: str = "sample",
                 "mean": mean, "median": median, "std": std, "sem": sem,
                 "n": n.astype(np.int64)}))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PROFILE_COLUMNS)
-    out.attrs["units"] = units or "reads"
+    out.attrs["units"] = units or READS
     body = body_length_of(*matrices.values())
     if body:
         out.attrs[BODY] = body
