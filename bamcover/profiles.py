@@ -39,7 +39,9 @@ from .statistics import ProfileStats, matrix_columns
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """The inputs of a run, checked, and its chunks (:func:`prepare`)."""
+
     regions: pd.DataFrame | dict[str, np.ndarray]    # the columns, for a region file
     bam: Bam
     starts: np.ndarray
@@ -47,9 +49,25 @@ class _Prepared:
     chunks: list
 
 
-def _prepare(regions, bam, options: Options, rows: np.ndarray | None = None) -> _Prepared:
-    """Read and check the inputs, lay out windows and chunk the computable regions (only
-    those in ``rows``, when given)."""
+def prepare(regions, bam, options: Options, rows: np.ndarray | None = None) -> Prepared:
+    """Read and check the inputs, lay out windows and chunk the computable regions.
+
+    Parameters
+    ----------
+    regions
+        A region file, table or BedTool (see :func:`matrix`).
+    bam
+        A BAM path or :class:`~bamcover.reads.Bam`.
+    options
+        The run's options.
+    rows
+        Chunk only these regions (default: all computable ones).
+
+    Returns
+    -------
+    Prepared
+        The region columns, the BAM, window starts, statuses and chunks.
+    """
     source = regions if isinstance(regions, (str, os.PathLike)) else "regions"
     if not ((is_frame(regions) or isinstance(regions, dict)) and "line" in regions):
         regions = region_columns(regions)
@@ -66,7 +84,7 @@ def _prepare(regions, bam, options: Options, rows: np.ndarray | None = None) -> 
     minus = np.asarray(regions["strand"], object) == "-"
     chunks = make_chunks(bam, chroms[use], starts[use], ends[use], flip[use], minus[use], use,
                          _chunk_bases(options, (ends - starts)[use]))
-    return _Prepared(regions, bam, starts, status, chunks)
+    return Prepared(regions, bam, starts, status, chunks)
 
 
 def computable(status: np.ndarray) -> np.ndarray:
@@ -178,7 +196,7 @@ def _add_rows(stats: ProfileStats, chunk, options: Options, rows: np.ndarray, va
     stats.reads += part.reads
 
 
-def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matrix: bool,
+def count_windows(prep: Prepared, options: Options, rows: np.ndarray, with_matrix: bool,
                   progress: bool = False) -> Counts:
     """Count the prepared chunks of one BAM over one region set.
 
@@ -191,7 +209,7 @@ def count_windows(prep: _Prepared, options: Options, rows: np.ndarray, with_matr
     Parameters
     ----------
     prep
-        The prepared inputs (:func:`_prepare`), whose regions are all in ``rows``.
+        The prepared inputs (:func:`prepare`), whose regions are all in ``rows``.
     options
         The run's options.
     rows
@@ -355,7 +373,7 @@ def compute(regions, bam, options: Options | None = None, *, with_matrix: bool =
         The profile (``columns``, ``profile``), the matrix or None, statuses, library size.
     """
     options = with_overrides(options, overrides)
-    prep = _prepare(regions, bam, options)
+    prep = prepare(regions, bam, options)
     rows = np.arange(len(prep.starts))
     counts = count_windows(prep, options, rows, with_matrix, progress)
     return finish(prep.regions, prep.bam, prep.status, counts, options, with_matrix,
@@ -407,7 +425,7 @@ def profile(regions, bam, options: Options | None = None, *, progress: bool = Fa
                    **overrides).profile
 
 
-# --- re-exports for cli and cluster; removed when callers move -----------------------------
+# --- re-exports for cli and coverage_tasks; removed when callers move --------------------
 from .densities import density as density  # noqa: E402
 from .densities import density_counts as density_counts  # noqa: E402
 from .densities import density_inputs as density_inputs  # noqa: E402
@@ -419,4 +437,5 @@ from .schema import STATUS_OFF as STATUS_OFF  # noqa: E402
 from .schema import STATUS_UNKNOWN as STATUS_UNKNOWN  # noqa: E402
 
 _stem = label_from_path   # re-export for cli; removed when callers move
-_Stats = ProfileStats   # re-export for cluster; removed when callers move
+_Stats = ProfileStats   # re-export for coverage_tasks; removed when callers move
+_prepare = prepare   # re-export for coverage_tasks; removed when callers move
