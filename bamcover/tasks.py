@@ -17,10 +17,11 @@ from .jobs.backends import (
 )
 from .jobs.calls import qualified, reduce_results, resolve
 from .jobs.index import index_dir
+from .jobs.lookup import find, list_tasks
 from .jobs.results import decode_result, load_result, result_record, save_result
 from .jobs.runner import Terminated, main, run_chunk
 from .jobs.stamps import unchanged
-from .jobs.task import Task, TaskGroup, find, list_tasks, submit
+from .jobs.task import Task, TaskGroup, submit
 
 __all__ = ["ACTIVE", "DONE", "BamcoverError", "LocalExecutor", "SlurmExecutor", "Task",
            "TaskGroup", "Terminated", "decode_result", "executor_from_dict", "find",

@@ -9,7 +9,8 @@ inputs it reads.
 
 from .backends import Backend, LocalBackend, LocalExecutor, SlurmBackend, SlurmExecutor
 from .index import index_dir
-from .task import Task, TaskGroup, find, list_tasks, submit
+from .lookup import find, list_tasks
+from .task import Task, TaskGroup, submit
 
 __all__ = ["Backend", "LocalBackend", "LocalExecutor", "SlurmBackend", "SlurmExecutor",
            "Task", "TaskGroup", "find", "index_dir", "list_tasks", "submit"]
