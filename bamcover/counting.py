@@ -18,7 +18,7 @@ from . import reads
 from .options import Options
 from .reads import Bam, intervals
 from .regions import flank_lengths
-from .schema import STATUS_CLIPPED, STATUS_OFF, STATUS_OK, STATUS_UNKNOWN
+from .schema import STATUS_CLIPPED, STATUS_EMPTY, STATUS_OFF, STATUS_OK, STATUS_UNKNOWN
 
 INT32_MAX = np.iinfo(np.int32).max
 
@@ -392,3 +392,45 @@ def region_counts(chunk: Chunk, options: Options) -> ChunkDensity:
     else:
         counts = overlaps(slice(None))[:, None]
     return ChunkDensity(chunk.rows, counts.astype(np.int64), len(s))
+
+
+def status_notes(status: np.ndarray, chroms: np.ndarray, bam: Bam) -> list[str]:
+    """One sentence per kind of region that could not be computed, for the log.
+
+    Parameters
+    ----------
+    status
+        Each region's status (:mod:`bamcover.schema`).
+    chroms
+        Each region's chromosome.
+    bam
+        The BAM counted (its chromosome names suggest a 'chr' prefix mismatch).
+
+    Returns
+    -------
+    list of str
+        Unknown chromosomes (with a hint when the BAM names them with or without 'chr'),
+        windows entirely off their chromosome, and empty scale-regions bodies.
+    """
+    status = np.asarray(status, object)
+    notes = []
+    unknown = status == STATUS_UNKNOWN
+    if unknown.any():
+        names = list(dict.fromkeys(np.asarray(chroms, object)[unknown]))
+        hint = ""
+        for c in names:
+            alt = c[3:] if c.startswith("chr") else "chr" + c
+            if alt in bam.lengths:
+                hint = f"; the BAM uses '{alt}' not '{c}'?"
+                break
+        notes.append(f"{unknown.sum()} regions on chromosomes absent from {bam.name} "
+                     f"(e.g. {names[0]}{hint}); their rows are NaN")
+    off = status == STATUS_OFF
+    if off.any():
+        notes.append(f"{off.sum()} regions have windows entirely beyond their chromosome's "
+                     "end; their rows are NaN")
+    empty = status == STATUS_EMPTY
+    if empty.any():
+        notes.append(f"{empty.sum()} regions have length 0 (start == end); their scaled body "
+                     "bins are NaN")
+    return notes

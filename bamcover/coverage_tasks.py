@@ -12,26 +12,24 @@ from typing import Any
 import numpy as np
 
 from ._lazy import pd
+from .densities import density_counts, density_inputs, density_table
 from .errors import BamcoverError
 from .jobs.backends import Backend
 from .jobs.stamps import input_stamp, unchanged
 from .jobs.task import Task
 from .options import Options
 from .profiles import (
-    STATUS_MISSING,
     Counts,
     Result,
-    _prepare,
-    _Stats,
     computable,
     count_windows,
-    density_counts,
-    density_inputs,
-    density_table,
     finish,
+    merge_counts,
+    prepare,
 )
 from .reads import Bam, library_size, open_bam
 from .regions import read_regions
+from .schema import STATUS_MISSING
 
 REGIONS_FILE = "regions.parquet"   # inside the task directory; jobs run there
 
@@ -104,7 +102,7 @@ def submit_profile(regions, bam, options: Options, *, executor: Backend,
     regs = read_regions(regions) if not isinstance(regions, pd.DataFrame) or \
         "line" not in regions else regions
     bam_ = bam if isinstance(bam, Bam) else open_bam(bam)
-    prep = _prepare(regs, bam_, options.replace(processes=1))
+    prep = prepare(regs, bam_, options.replace(processes=1))
     rows = computable(prep.status)
     if not len(rows):
         raise BamcoverError("no region lies on a chromosome of the BAM; nothing to submit")
@@ -131,7 +129,7 @@ def window_job(regions: str, bam: str, rows: list[int], options: dict,
     the library sizes of ``sizes``."""
     opts = Options(**options)
     rows_ = np.asarray(rows, dtype=np.int64)
-    prep = _prepare(pd.read_parquet(regions).drop(columns="status"), bam, opts, rows=rows_)
+    prep = prepare(pd.read_parquet(regions).drop(columns="status"), bam, opts, rows=rows_)
     return {**count_windows(prep, opts, rows_, with_matrix).to_arrays(),
             "library_sizes": _library_sizes(list(sizes), opts)}
 
@@ -197,18 +195,9 @@ def collect(task: Task, permissive: bool = False, progress: bool = False) -> Any
                                 _sizes(task, results, bams, options))
     status = regs.pop("status").to_numpy(dtype=object)
     status[missing] = STATUS_MISSING
-    parts = [Counts.from_arrays(results[i]) for i in sorted(results)]
-    stats = _Stats(len(options.channels), options.n_bins)
-    for p in parts:
-        stats.merge(p.stats)
-    rows = np.concatenate([p.rows for p in parts])
-    order = np.argsort(rows)
     with_matrix = meta["with_matrix"]
-    values = invalid = None
-    if with_matrix or options.scale_regions:      # scale-regions chunks always send values
-        values = np.concatenate([p.values for p in parts])[order]
-        invalid = np.concatenate([p.invalid for p in parts])[order]
-    counts = Counts(stats, rows[order], values, invalid, sum(p.reads for p in parts))
+    counts = merge_counts([Counts.from_arrays(results[i]) for i in sorted(results)], options,
+                          with_matrix)
     size = _sizes(task, results, bams, options)[0] if options.normalize != "none" else None
     result: Result = finish(regs, bams[0], status, counts, options.replace(processes=None),
                             with_matrix, size=size)

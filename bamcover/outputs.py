@@ -412,7 +412,7 @@ def provenance(command: dict, inputs: list[str], options: dict | None = None,
     import platform
     import time
 
-    from . import __version__
+    from .version import __version__
 
     stamps = []
     for path in inputs:

@@ -34,7 +34,7 @@ from .options import Options, with_overrides
 from .pool import fold_local, worker_index, workers_for
 from .reads import Bam, open_bam
 from .regions import region_columns, window_bounds
-from .schema import COMPUTABLE_STATUS, STATUS_CLIPPED, STATUS_EMPTY, STATUS_OK, label_from_path
+from .schema import COMPUTABLE_STATUS, STATUS_CLIPPED, STATUS_EMPTY, STATUS_OK
 from .statistics import ProfileStats, matrix_columns
 
 
@@ -423,19 +423,3 @@ def profile(regions, bam, options: Options | None = None, *, progress: bool = Fa
     """
     return compute(regions, bam, options, with_matrix=False, progress=progress,
                    **overrides).profile
-
-
-# --- re-exports for cli and coverage_tasks; removed when callers move --------------------
-from .densities import density as density  # noqa: E402
-from .densities import density_counts as density_counts  # noqa: E402
-from .densities import density_inputs as density_inputs  # noqa: E402
-from .densities import density_table as density_table  # noqa: E402
-from .samples import Coverage as Coverage  # noqa: E402
-from .samples import coverage as coverage  # noqa: E402
-from .schema import STATUS_MISSING as STATUS_MISSING  # noqa: E402
-from .schema import STATUS_OFF as STATUS_OFF  # noqa: E402
-from .schema import STATUS_UNKNOWN as STATUS_UNKNOWN  # noqa: E402
-
-_stem = label_from_path   # re-export for cli; removed when callers move
-_Stats = ProfileStats   # re-export for coverage_tasks; removed when callers move
-_prepare = prepare   # re-export for coverage_tasks; removed when callers move

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .. import __version__
+from ..version import __version__
 from .common import Ordered, StderrHandler, log, quiet_stdout, raise_interrupted
 from .density import density_cmd
 from .plot import plot

@@ -10,14 +10,14 @@ import functools
 import logging
 import os
 import sys
+from collections.abc import Mapping
 
 import click
-import numpy as np
 
+from ..counting import status_notes
 from ..errors import BamcoverError
 from ..options import DEFAULT_FLAG_EXCLUDE, DEFAULT_WORKDIR, TN5_SHIFT, Options, parse_flag
 from ..outputs import all_or_nothing, provenance, write_provenance
-from ..profiles import STATUS_OFF, STATUS_UNKNOWN
 
 log = logging.getLogger("bamcover")
 
@@ -122,43 +122,45 @@ def slurm_options(func):
     return func
 
 
-def job_backend(kw: dict, slurm: bool):
-    """The SlurmExecutor the options describe, or None for a local run (which takes its
-    options out of ``kw`` too, and never imports the job layer)."""
-    args = dict(cpus_per_job=kw.pop("cpus_per_job"), partition=kw.pop("partition"),
-                time=kw.pop("time_limit"), mem=kw.pop("mem"), account=kw.pop("account"),
-                sbatch_args=list(kw.pop("sbatch_arg")))
+def job_backend(params: Mapping, slurm: bool):
+    """The Slurm backend the --slurm options describe, or None for a local run (which
+    never imports the job layer)."""
     if not slurm:
         return None
-    from ..tasks import SlurmExecutor
+    from ..jobs.backends import SlurmBackend
 
-    return SlurmExecutor(**args)
+    return SlurmBackend(cpus_per_job=params["cpus_per_job"], partition=params["partition"],
+                        time=params["time_limit"], mem=params["mem"],
+                        account=params["account"], sbatch_args=list(params["sbatch_arg"]))
 
 
 def find_task(task: str, workdir: str):
-    from ..tasks import find
+    """A task by path or id (see :func:`bamcover.jobs.lookup.find`)."""
+    from ..jobs.lookup import find
 
     return find(task, workdir)
 
 
-def options_from(kw: dict, **extra) -> Options:
-    shift, shift_rev = kw.pop("shift"), kw.pop("shift_reverse")
-    if kw.pop("tn5"):
+def options_from(params: Mapping, **extra) -> Options:
+    """The :class:`Options` of the read options in ``params`` (click's parameters, read,
+    not consumed) and ``extra``."""
+    shift, shift_rev = params["shift"], params["shift_reverse"]
+    if params["tn5"]:
         if shift is not None or shift_rev is not None:
             raise BamcoverError("--tn5 sets the shifts; do not combine it with --shift")
         shift, shift_rev = TN5_SHIFT
     return Options(
-        fragment_size=kw.pop("fragment_size"),
+        fragment_size=params["fragment_size"],
         shift=shift or 0,
         shift_reverse=shift_rev,
-        pairs=kw.pop("pairs"),
-        max_fragment_length=kw.pop("max_fragment_length"),
-        strand_wise=kw.pop("strand_wise"),
-        min_mapq=kw.pop("min_mapq"),
-        ignore_duplicates=kw.pop("ignore_duplicates"),
-        flag_include=kw.pop("sam_flag_include"),
-        flag_exclude=kw.pop("sam_flag_exclude"),
-        processes=kw.pop("processes"),
+        pairs=params["pairs"],
+        max_fragment_length=params["max_fragment_length"],
+        strand_wise=params["strand_wise"],
+        min_mapq=params["min_mapq"],
+        ignore_duplicates=params["ignore_duplicates"],
+        flag_include=params["sam_flag_include"],
+        flag_exclude=params["sam_flag_exclude"],
+        processes=params["processes"],
         **extra,
     )
 
@@ -209,29 +211,11 @@ def quiet_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
-def summarise(status: np.ndarray, regions, bam) -> None:
-    """One stderr line per kind of region that could not be computed (``regions`` a
-    DataFrame or a dict of columns)."""
-    status = np.asarray(status, object)
-    unknown = status == STATUS_UNKNOWN
-    if unknown.any():
-        chroms = list(dict.fromkeys(np.asarray(regions["chrom"], object)[unknown]))
-        hint = ""
-        for c in chroms:
-            alt = c[3:] if c.startswith("chr") else "chr" + c
-            if alt in bam.lengths:
-                hint = f"; the BAM uses '{alt}' not '{c}'?"
-                break
-        log.warning("%d regions on chromosomes absent from %s (e.g. %s%s); their rows are NaN",
-                    unknown.sum(), bam.name, chroms[0], hint)
-    off = status == STATUS_OFF
-    if off.any():
-        log.warning("%d regions have windows entirely beyond their chromosome's end; "
-                    "their rows are NaN", off.sum())
-    empty = status == "empty_region"
-    if empty.any():
-        log.warning("%d regions have length 0 (start == end); their scaled body bins are NaN",
-                    empty.sum())
+def summarise(status, chroms, bam) -> None:
+    """Log one line per kind of region that could not be computed (see
+    :func:`bamcover.counting.status_notes`)."""
+    for note in status_notes(status, chroms, bam):
+        log.warning("%s", note)
 
 
 def record(outputs, inputs, options, library_sizes, /, **extra) -> None:

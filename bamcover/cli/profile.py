@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import click
 
 from .._lazy import pd
 from ..errors import BamcoverError
+from ..formats import check_matrix_target, write_matrices
 from ..outputs import check_outputs, write_table
-from ..profiles import _stem, compute, coverage
+from ..profiles import compute
 from ..reads import open_bam
 from ..regions import read_regions, region_columns
+from ..samples import coverage
+from ..schema import NORMALIZATIONS, OPERATIONS, REFERENCE_POINTS, label_from_path
 from .common import (
     absolute,
     handle_errors,
@@ -25,7 +27,7 @@ from .common import (
     split_list,
 )
 from .tasks import finish_task
-from .writing import check_matrix_target, write_matrices, write_profile
+from .writing import write_profile
 
 
 @click.command()
@@ -39,7 +41,7 @@ from .writing import check_matrix_target, write_matrices, write_profile
 @click.option("--long", "long_path", default=None,
               help="Also write the matrix as a tidy long table (.tsv, .gz, .parquet): one row "
                    "per region x sample x channel x bin.")
-@click.option("--reference-point", type=click.Choice(["start", "end", "center", "summit"]),
+@click.option("--reference-point", type=click.Choice(REFERENCE_POINTS),
               default="center", show_default=True,
               help="Offset 0 of each window: the region's 5' start or 3' end (by its "
                    "strand), its center, or the narrowPeak summit (column 10).")
@@ -60,7 +62,7 @@ from .writing import check_matrix_target, write_matrices, write_profile
 @click.option("--body-length", type=int, default=1000, show_default=True,
               help="With --scale-regions: bases the body is scaled to (a multiple of "
                    "--bin-size).")
-@click.option("--normalize", type=click.Choice(["none", "cpm", "rpkm"]), default="none",
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="none",
               show_default=True, help="Per million reads passing the filters (rpkm: also per "
                                       "kb of bin).")
 @click.option("--scale-factor", type=float, default=1.0, show_default=True,
@@ -71,7 +73,7 @@ from .writing import check_matrix_target, write_matrices, write_profile
 @click.option("--control", default=None,
               help="Control BAM (or comma-separated, one per sample): values become "
                    "--operation of sample and control, both normalised.")
-@click.option("--operation", type=click.Choice(["log2", "subtract"]), default="log2",
+@click.option("--operation", type=click.Choice(OPERATIONS), default="log2",
               show_default=True,
               help="With --control: log2((sample + p) / (control + p)) or sample - control.")
 @click.option("--pseudocount", type=float, default=1.0, show_default=True,
@@ -81,18 +83,18 @@ from .writing import check_matrix_target, write_matrices, write_profile
 @handle_errors
 def profile(inputs, output, matrix_path, long_path, reference_point, upstream, downstream,
             bin_size, no_orient, normalize, scale_factor, labels, group_labels, control,
-            operation, pseudocount, quiet, slurm, jobs, workdir, no_wait, **kw):
+            operation, pseudocount, quiet, slurm, jobs, workdir, no_wait, **params):
     """Coverage around each region of the REGIONS files (BED/narrowPeak; several files are
     region groups) in each BAM (several are samples): the average profile, and with
     --matrix the per-region matrix. One region file and one BAM give the wide profile
     (offset, <channel>_mean, ...); more give the tidy table (sample, group, channel,
     offset, mean, ...)."""
-    executor = job_backend(kw, slurm)
-    options = options_from(kw, reference_point=reference_point, upstream=upstream,
+    executor = job_backend(params, slurm)
+    options = options_from(params, reference_point=reference_point, upstream=upstream,
                        downstream=downstream, bin_size=bin_size, orient=not no_orient,
                        normalize=normalize, scale_factor=scale_factor, operation=operation,
-                       pseudocount=pseudocount, scale_regions=kw.pop("scale_regions"),
-                       body_length=kw.pop("body_length"))
+                       pseudocount=pseudocount, scale_regions=params["scale_regions"],
+                       body_length=params["body_length"])
     options.warn_rounding()
     bams = [p for p in inputs if p.lower().endswith(".bam")]
     region_files = [p for p in inputs if not p.lower().endswith(".bam")]
@@ -102,7 +104,7 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
         log.setLevel(logging.WARNING)
     if not bams or not region_files:
         raise BamcoverError("give at least one region file and one BAM (files ending in .bam)")
-    check_matrix_target(matrix_path, options, len(bams) * len(region_files))
+    check_matrix_target(matrix_path, len(bams) * len(region_files))
     if len(bams) > 1 or len(region_files) > 1 or control:
         if slurm:
             raise BamcoverError("--slurm runs one region file and one BAM per task; "
@@ -115,21 +117,21 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
     if slurm:
         outputs = {"output": absolute(output), "matrix": absolute(matrix_path),
                    "long": absolute(long_path)}
-        from .. import cluster
+        from .. import coverage_tasks
 
         frame = pd.DataFrame(regs)
         frame.attrs["source"] = regs.source          # errors name the region file
-        task = cluster.submit_profile(frame, bam_, options, executor=executor,
+        task = coverage_tasks.submit_profile(frame, bam_, options, executor=executor,
                                       jobs=jobs, with_matrix=bool(matrix_path or long_path),
                                       workdir=workdir, outputs=outputs,
-                                      group=_stem(region_files[0]),
+                                      group=label_from_path(region_files[0]),
                                       region_file=region_files[0])
         finish_task(task, no_wait, quiet, permissive=False, outputs=outputs)
         return
     result = compute(regs, bam_, options, with_matrix=bool(matrix_path or long_path),
                      progress=not quiet)
     write_profile(result, regs, bam_, output, matrix_path, options, long_path,
-                   key=(_stem(bam_.path), _stem(region_files[0])))
+                   key=(label_from_path(bam_.path), label_from_path(region_files[0])))
     record([output, matrix_path, long_path], [*region_files, bam_.path, bam_.index], options,
             {bam_.name: result.library_size})
 
@@ -137,13 +139,13 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
 def profile_many(region_files, bams, options, output, matrix_path, long_path, labels,
                   group_labels, control, quiet) -> None:
     controls = split_list(control)
-    samples = split_list(labels) or [os.path.basename(b)[:-4] for b in bams]
+    samples = split_list(labels) or [label_from_path(b) for b in bams]
     if controls and len(controls) not in (1, len(bams)):
         raise BamcoverError(f"--control gives {len(controls)} BAMs for {len(bams)} samples")
     if controls:
         controls = dict(zip(samples, controls * len(bams) if len(controls) == 1 else controls,
                             strict=False))
-    names = split_list(group_labels) or [_stem(f) for f in region_files]
+    names = split_list(group_labels) or [label_from_path(f) for f in region_files]
     if len(names) != len(region_files) or len(set(names)) != len(names):
         raise BamcoverError(f"--group-labels: {len(region_files)} distinct labels needed, "
                             f"one per region file; got {names}")

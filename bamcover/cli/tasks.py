@@ -11,7 +11,7 @@ from .._lazy import pd
 from ..errors import BamcoverError
 from ..options import DEFAULT_WORKDIR, Options
 from ..outputs import check_outputs, write_table
-from ..profiles import STATUS_MISSING, _stem
+from ..schema import STATUS_MISSING, label_from_path
 from .common import find_task, handle_errors, log, record
 from .writing import write_profile
 
@@ -28,7 +28,7 @@ def finish_task(task, no_wait: bool, quiet: bool, permissive: bool, outputs: dic
 
 
 def collect_and_write(task, permissive: bool, outputs: dict) -> None:
-    from .. import cluster
+    from .. import coverage_tasks as cluster
 
     result = cluster.collect(task, permissive=permissive)
     meta = task.manifest["meta"]
@@ -41,7 +41,7 @@ def collect_and_write(task, permissive: bool, outputs: dict) -> None:
     else:
         write_profile(result, regs, bams[0], outputs.get("output"),
                        outputs.get("matrix"), Options(**meta["options"]), outputs.get("long"),
-                       key=(_stem(meta["bam"]), meta.get("group", "regions")))
+                       key=(label_from_path(meta["bam"]), meta.get("group", "regions")))
         status = result.status
         sizes = {bams[0].name: result.library_size}
     # the inputs as they were counted (stamped at submission), not as they are now
@@ -63,7 +63,7 @@ task_argument = click.argument("task")
 @handle_errors
 def tasks_cmd(workdir):
     """List tasks with the number of chunks in each state."""
-    from ..tasks import list_tasks
+    from ..jobs.lookup import list_tasks
 
     rows = []
     for task in list_tasks(workdir):
@@ -122,7 +122,7 @@ def collect_cmd(task, workdir, output, matrix_path, long_path, permissive):
                 raise BamcoverError(f"task {t.id} was submitted without --matrix or --long; "
                                     f"it has no matrix for {option}")
             outputs[key] = path
-    from ..cluster import submitted_inputs
+    from ..coverage_tasks import submitted_inputs
 
     check_outputs({"-o": outputs.get("output"), "--matrix": outputs.get("matrix"),
                    "--long": outputs.get("long")},

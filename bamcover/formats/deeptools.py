@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import __version__
 from .._lazy import pd
 from ..errors import BamcoverError
 from ..matrices import Cube, Matrices, as_matrices, bin_size_of, cube, matrix_from_cube
 from ..outputs import atomic_path
 from ..schema import MISSING_STATUS, READS, STATUS_OK
 from ..text import GZIP_LEVEL, row_parts, text_lines, write_parts
+from ..version import __version__
 from .tables import body_length_of, first_units, ordered_unique, summed
 
 PathLike = str | os.PathLike

@@ -16,8 +16,8 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from .. import __version__
 from ..errors import BamcoverError
+from ..version import __version__
 from .calls import resolve
 from .results import result_record, save_result, write_json
 from .stamps import unchanged

@@ -34,11 +34,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from .._lazy import pd
 from ..errors import BamcoverError
 from ..options import DEFAULT_WORKDIR
 from ..pool import progress_bar
+from ..version import __version__
 from . import index, slurm
 from .backends import ACTIVE, DONE, RUNNER, Backend, LocalBackend, backend_from_dict
 from .calls import qualified, reduce_results
