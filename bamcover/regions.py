@@ -129,13 +129,19 @@ def read_regions(source: RegionsLike) -> pd.DataFrame:
     return out
 
 
+def is_bedtool(obj) -> bool:
+    """Whether ``obj`` is a ``pybedtools.BedTool`` (the one place that asks; pybedtools is
+    not imported for it)."""
+    return type(obj).__name__ == "BedTool"
+
+
 def region_columns(source: RegionsLike) -> RegionColumns:
     """The columns of :func:`read_regions` as numpy arrays (str columns as object arrays).
     A plain region file is parsed by the compiled kernel, without pandas."""
     if is_frame(source):
         frame = _from_frame(source)
         return _named({c: col.to_numpy() for c, col in frame.items()}, "<DataFrame>")
-    if type(source).__name__ == "BedTool":  # pybedtools, without importing it eagerly
+    if is_bedtool(source):
         fn = source.fn
         if isinstance(fn, str) and os.path.exists(fn):
             return _parse(fn)

@@ -14,7 +14,7 @@ from .normalisation import units, versus_control
 from .options import Options, with_overrides
 from .profiles import compute
 from .reads import Bam, open_bam
-from .regions import read_regions
+from .regions import is_bedtool, read_regions
 from .schema import label_from_path
 
 
@@ -42,7 +42,7 @@ def _labelled(items, labels, what: str) -> dict[str, object]:
     if isinstance(items, dict):
         return {str(k): v for k, v in items.items()}
     items = [items] if isinstance(items, (str, os.PathLike, pd.DataFrame)) or \
-        type(items).__name__ == "BedTool" else list(items)
+        is_bedtool(items) else list(items)
     if labels is None:
         labels = [label_from_path(getattr(i, "fn", i)) if not isinstance(i, pd.DataFrame)
                   else f"{what}{k}" for k, i in enumerate(items, 1)]
@@ -67,7 +67,8 @@ def coverage(regions, bams, options: Options | None = None, *, labels=None,
     bams
         A BAM path, or a list or ``{label: path}`` dict of samples.
     control
-        A control BAM for every sample, or a ``{sample: control}`` dict: values become
+        A control BAM for every sample, a list of one per sample (in sample order), or a
+        ``{sample: control}`` dict: values become
         ``log2((sample + p) / (control + p))`` or ``sample − control`` (``operation``,
         ``pseudocount``), both normalised by ``normalize`` first; with ``normalize='none'``
         the control is scaled to the sample's library size.
@@ -84,8 +85,7 @@ def coverage(regions, bams, options: Options | None = None, *, labels=None,
     options = with_overrides(options, overrides)
     groups = _labelled(regions, group_labels, "group")
     samples = _labelled(bams, labels, "sample")
-    controls = control if isinstance(control, dict) else {s: control for s in samples} \
-        if control is not None else {}
+    controls = _controls(control, list(samples))
     groups = {g: read_regions(r) if not isinstance(r, pd.DataFrame) or "line" not in r else r
               for g, r in groups.items()}
     opened = {s: open_bam(b) if not isinstance(b, Bam) else b for s, b in samples.items()}
@@ -125,3 +125,19 @@ def _versus_control(regs, bam: Bam, control, options: Options, progress: bool
                             base.matrix.to_numpy(np.float64), sample.library_size, options)
     out = pd.DataFrame(values, index=sample.matrix.index, columns=sample.matrix.columns)
     return out, sample.library_size
+
+
+def _controls(control, samples: list[str]) -> dict[str, object]:
+    """``{sample: control}`` from one control for all, one per sample, or a dict."""
+    if control is None:
+        return {}
+    if isinstance(control, dict):
+        return dict(control)
+    if isinstance(control, (list, tuple)):
+        if len(control) == 1:
+            return {s: control[0] for s in samples}
+        if len(control) != len(samples):
+            raise BamcoverError(f"{len(control)} control BAMs for {len(samples)} samples; "
+                                "give one for all or one per sample")
+        return dict(zip(samples, control, strict=True))
+    return {s: control for s in samples}

@@ -60,6 +60,16 @@ REFERENCE_POINTS = ("start", "end", "center", "summit")
 NORMALIZATIONS = tuple(NORMALIZED_UNITS)
 OPERATIONS = ("log2", "subtract")
 
+# --- choices of figures -----------------------------------------------------------------------
+
+FIGURE_FORMATS = ("png", "pdf", "svg")
+#: a profile's shaded band: mean ± s.e.m., or a bootstrap 95 % CI (None: no band)
+BANDS = ("sem", "ci95")
+#: heatmap row orders: mean coverage, input order, k-means clusters
+SORTS = ("mean", "keep", "kmeans")
+#: the units a plot can be told its values have
+PLOT_UNITS = (READS, NORMALIZED_UNITS["cpm"], LOG2_RATIO, DIFFERENCE)
+
 # --- file names -----------------------------------------------------------------------------
 
 #: extensions a BAM or region file loses in its label (after ``.gz``; any case)

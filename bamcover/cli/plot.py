@@ -6,6 +6,7 @@ import click
 
 from ..errors import BamcoverError
 from ..outputs import PROVENANCE_SUFFIX, check_outputs
+from ..schema import BANDS, PLOT_UNITS, SORTS
 from .common import Ordered, handle_errors, record
 
 
@@ -36,7 +37,7 @@ def plot_options(func):
                           "[from the file, else 'reference point']."),
         click.option("--kb/--bp", "kb", default=None,
                      help="x axis in kb or bp [kb when the window is wider than 4 kb]."),
-        click.option("--units", type=click.Choice(["reads", "CPM", "log2 ratio", "difference"]),
+        click.option("--units", type=click.Choice(PLOT_UNITS),
                      default=None,
                      help="Unit of the values [from the file or its provenance record, else "
                           "reads]; a log2 ratio is drawn as it is, the others per base."),
@@ -70,7 +71,7 @@ def plot():
 @plot.command(name="profile")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @plot_options
-@click.option("--band", type=click.Choice(["sem", "ci95", "none"]), default="sem",
+@click.option("--band", type=click.Choice([*BANDS, "none"]), default="sem",
               show_default=True,
               help="Shaded band: mean ± s.e.m., or bootstrap 95% CI over regions "
                    "(ci95 needs a matrix file).")
@@ -93,7 +94,7 @@ def plot_profile(inputs, output, labels, reference_label, kb, units, title, dpi,
 @plot.command(name="heatmap")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @plot_options
-@click.option("--sort", type=click.Choice(["mean", "keep", "kmeans"]), default="mean",
+@click.option("--sort", type=click.Choice(SORTS), default="mean",
               show_default=True,
               help="Row order: mean coverage (descending, over all samples), input order, or "
                    "k-means clusters.")

@@ -137,14 +137,10 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
 
 
 def profile_many(region_files, bams, options, output, matrix_path, long_path, labels,
-                  group_labels, control, quiet) -> None:
+                 group_labels, control, quiet) -> None:
+    """Several region files (groups), BAMs (samples) or a control: the tidy profile."""
     controls = split_list(control)
     samples = split_list(labels) or [label_from_path(b) for b in bams]
-    if controls and len(controls) not in (1, len(bams)):
-        raise BamcoverError(f"--control gives {len(controls)} BAMs for {len(bams)} samples")
-    if controls:
-        controls = dict(zip(samples, controls * len(bams) if len(controls) == 1 else controls,
-                            strict=False))
     names = split_list(group_labels) or [label_from_path(f) for f in region_files]
     if len(names) != len(region_files) or len(set(names)) != len(names):
         raise BamcoverError(f"--group-labels: {len(region_files)} distinct labels needed, "
@@ -156,6 +152,5 @@ def profile_many(region_files, bams, options, output, matrix_path, long_path, la
     write_matrices(result.matrices, matrix_path, options, long_path,
                    scores={g: regs["score"] for g, regs in groups.items()})
     write_table(result.profile, output)
-    ctrl = list(controls.values()) if controls else []
-    record([output, matrix_path, long_path], [*region_files, *bams, *ctrl], options,
-            result.library_sizes)
+    record([output, matrix_path, long_path], [*region_files, *bams, *(controls or [])],
+           options, result.library_sizes)

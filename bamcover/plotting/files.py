@@ -10,8 +10,9 @@ from matplotlib.figure import Figure
 
 from ..errors import BamcoverError
 from ..outputs import atomic_path, check_writable
+from ..schema import FIGURE_FORMATS
 
-FORMATS = ("png", "pdf", "svg")
+FORMATS = FIGURE_FORMATS
 
 
 def check_figure_path(path: str | os.PathLike) -> str:

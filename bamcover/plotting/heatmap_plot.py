@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from .. import formats
+from .. import formats, schema
 from ..errors import BamcoverError
 from .common import (
     CMAP,
@@ -31,7 +31,7 @@ from .common import (
     zero_line,
 )
 
-SORTS = ("mean", "keep", "kmeans")
+SORTS = schema.SORTS
 
 
 def kmeans(features: np.ndarray, k: int, seed: int = 0, n_init: int = 4,

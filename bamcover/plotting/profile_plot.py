@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .. import formats
+from .. import formats, schema
 from ..errors import BamcoverError
 from .common import (
     COLOURS,
@@ -26,7 +26,7 @@ from .common import (
     zero_line,
 )
 
-BANDS = ("sem", "ci95", None)
+BANDS = (*schema.BANDS, None)
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0,
