@@ -23,7 +23,7 @@ LAYERS = [
     {"cli", "cluster", "tasks"},      # cluster, tasks: the job layer's former names
     {"plotting"}, {"samples", "coverage_tasks"},
     {"profiles", "densities"}, {"formats"}, {"matrices", "statistics", "normalisation"},
-    {"outputs", "jobs"}, {"counting", "text"}, {"regions", "reads"}, {"pool", "options"},
+    {"outputs", "jobs"}, {"counting", "text"}, {"regions"}, {"reads"}, {"pool", "options"},
     {"schema", "errors", "version", "_lazy", "_kernel"},
 ]
 
@@ -41,12 +41,13 @@ def _imports() -> dict[str, set[str]]:
         if me == "__init__":                  # the package's face imports its API
             continue
         depth = len(rel) - (1 if rel[-1] != "__init__" else 2)    # packages below bamcover
-        for dots, mod, names in re.findall(r"^\s*from (\.+)([\w.]*) import \(?([\w, \n]+)",
-                                           path.read_text(), re.M):
+        # names run over lines only inside parentheses ("from . import a\nfrom" is a)
+        for dots, mod, names in re.findall(r"^\s*from (\.+)([\w.]*) import "
+                                           r"(\([\w, \n]+\)|[\w, ]+)", path.read_text(), re.M):
             if len(dots) - 1 < depth:                  # within its own package
                 continue
             targets = [mod.split(".")[0]] if mod else \
-                [n.strip().split(" ")[0] for n in names.split(",") if n.strip()]
+                [n.split()[0] for n in names.strip("()").split(",") if n.strip()]
             found.setdefault(me, set()).update(t for t in targets if t and t != me)
     return found
 
