@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import reads
+from . import kernels
+from .kernels import overflow_room, scratch
 from .options import Options
 from .reads import Bam, intervals
 from .regions import flank_lengths
@@ -216,7 +217,7 @@ def window_counts(chunk: Chunk, options: Options) -> ChunkCounts:
 def counts_from_blocks(chunk: Chunk, options: Options, blocks: _Blocks) -> ChunkCounts:
     """:func:`window_counts` of a chunk whose records are already read."""
     length, size, nbins = chunk.length, options.bin_size, options.n_bins
-    if reads.kernel() is not None:
+    if kernels.has_compiled_counting():
         return _compiled_window_counts(chunk, options, blocks)
     edges = chunk.starts[:, None] + size * np.arange(nbins + 1)
     valid = (edges[:, :-1] >= 0) & (edges[:, 1:] <= length)
@@ -243,7 +244,7 @@ def _compiled_window_counts(chunk: Chunk, options: Options, blocks: _Blocks) -> 
     cum_a, cum_b = cums[0], cums[1] if len(cums) > 1 else None
     values = np.empty((n, 2 if options.strand_wise else 1, nbins), dtype=np.int32)
     valid = np.empty((n, nbins), dtype=np.uint8)
-    top = reads.kernel().window_sums(
+    top = kernels.window_sums(
         cum_a, cum_b, np.ascontiguousarray(chunk.starts, np.int64), blocks.cs, blocks.ce,
         _slot_offsets(blocks), chunk.flip.astype(np.uint8), chunk.minus.astype(np.uint8),
         options.bin_size, nbins, chunk.length, values, valid)
@@ -257,25 +258,6 @@ def _slot_offsets(blocks: _Blocks) -> np.ndarray:
     return blocks.base[blocks.block] - blocks.bstart[blocks.block]
 
 
-_SCRATCH: dict[tuple[int, str], np.ndarray] = {}
-
-
-def _scratch(slot: int, size: int, dtype=np.uint32) -> np.ndarray:
-    """A reusable buffer of ``size`` (fresh pages for every chunk cost more than the
-    coverage pass itself)."""
-    key = (slot, np.dtype(dtype).str)
-    buf = _SCRATCH.get(key)
-    if buf is None or buf.size < size:
-        buf = _SCRATCH[key] = np.empty(size, dtype=dtype)
-    return buf[:size]
-
-
-def overflow_room(size: int) -> np.ndarray:
-    """Room for ``size`` histogram keys that do not fit a dense table (reused: only the
-    pages that receive keys are ever touched)."""
-    return _scratch(2, size, np.int64)
-
-
 def coverages(blocks: _Blocks, options: Options, cumulative: bool
               ) -> tuple[list[np.ndarray], int]:
     """Compiled kernel: coverage of all records (or forward, reverse when strand-wise) in
@@ -283,10 +265,9 @@ def coverages(blocks: _Blocks, options: Options, cumulative: bool
     largest coverage."""
 
     def cov(slot: int, which: int) -> tuple[np.ndarray, int]:
-        buf = _scratch(slot, blocks.total + cumulative)
-        return buf, reads.kernel().coverage(blocks.s, blocks.e, blocks.rev, which,
-                                           blocks.bstart, blocks.bend, blocks.base, buf,
-                                           cumulative)
+        buf = scratch(slot, blocks.total + cumulative)
+        return buf, kernels.coverage(blocks.s, blocks.e, blocks.rev, which, blocks.bstart,
+                                     blocks.bend, blocks.base, buf, cumulative)
 
     parts = [cov(0, 0), cov(1, 1)] if options.strand_wise else [cov(0, -1)]
     top = max(t for _, t in parts)
@@ -302,7 +283,7 @@ def window_histogram(chunk: Chunk, options: Options, blocks: _Blocks,
     strand). ``covs`` are per slot for bin size 1, else cumulative. Returns the values too
     large for ``hist`` as keys ``cell << 32 | value`` (a view of a reused buffer)."""
     over = overflow_room(len(chunk.starts) * hist.shape[1])
-    n = reads.kernel().window_hist(
+    n = kernels.window_hist(
         covs[0], covs[1] if len(covs) > 1 else None,
         np.ascontiguousarray(chunk.starts, np.int64), _slot_offsets(blocks),
         chunk.flip.astype(np.uint8), chunk.minus.astype(np.uint8), options.bin_size,

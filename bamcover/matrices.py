@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import reads
+from . import kernels
 from ._lazy import pd
 from .errors import BamcoverError
+from .kernels import matrix_rows
 from .options import Options
-from .reads import matrix_rows
 from .schema import DEFAULT_GROUP, MATRIX_INDEX, REGION_COLUMNS, STATUS_OK
 
 Matrices = dict[tuple[str, str], "pd.DataFrame"]
@@ -79,7 +79,7 @@ def matrix_frame(regions, status: np.ndarray, values: np.ndarray, invalid: np.nd
     pandas.DataFrame
         One row per region × channel (index :func:`matrix_index`), one column per bin.
     """
-    nch, nbins = values.shape[1], values.shape[2]
+    nbins = values.shape[2]
     flat = values.reshape(-1, nbins)
     counts = options.normalize == "none" and options.scale_factor == 1
     # whole counts below 2^24 are exact in float32; anything else is float64
@@ -88,58 +88,29 @@ def matrix_frame(regions, status: np.ndarray, values: np.ndarray, invalid: np.nd
     # then hold the whole frame while all the counts still are
     columns = shared_zeros((nbins, len(flat)), np.float32 if small else np.float64,
                             shared=False)
+    kernels.matrix_columns(values, invalid, factor, counts, columns, options.n_processes,
+                           _releaser(values, invalid) if release else None)
     data = columns.T
-    if reads.kernel() is not None:
-        _convert(values, invalid, factor, not counts, columns, options.n_processes, release)
-    else:
-        if counts:
-            data[...] = flat
-        else:
-            np.multiply(flat, factor, out=data)
-        data[np.repeat(invalid, nch, axis=0)] = np.nan
     index = matrix_index(regions, np.asarray(status), options.channels)
     return pd.DataFrame(data, index=index, columns=pd.Index(options.offsets, name="offset"),
                         copy=False)
 
 
-# Counts converted per step into the matrix frame: a few MB, so each step's counts can be
-# handed back to the system while the rest are converted.
-_BLOCK_BYTES = 8 << 20
-
-
-def _convert(values: np.ndarray, invalid: np.ndarray, factor: float, scale: bool,
-             columns: np.ndarray, threads: int, release: bool) -> None:
-    """``columns`` (bins × region-channel rows) from ``values`` (regions × channels × bins)
-    with the kernel, in blocks of regions on ``threads`` threads (the kernel runs without
-    the GIL). ``release``: where ``values`` and ``invalid`` are shared mappings (see
-    :func:`shared_zeros`), each block's whole pages of them are removed once converted."""
-    nreg, nch, nbins = values.shape
-    flat = np.ascontiguousarray(values.reshape(-1, nbins))
-    off = np.ascontiguousarray(invalid).view(np.uint8)
-    row_bytes = nch * nbins * flat.itemsize
-    per = max(64, _BLOCK_BYTES // max(row_bytes, 1))
-    starts = range(0, nreg, per)
+def _releaser(values: np.ndarray, invalid: np.ndarray):
+    """``done(r0, r1)`` for :func:`.kernels.matrix_columns`: where ``values`` and
+    ``invalid`` are shared mappings (see :func:`shared_zeros`), the whole pages of
+    regions ``[r0, r1)`` of them are removed once converted."""
+    nch, nbins = values.shape[1], values.shape[2]
+    row_bytes = nch * nbins * values.itemsize
     shared = [(m, size) for m, size in ((_mapping(values), row_bytes),
                                         (_mapping(invalid), nbins))
-              if release and m is not None]
+              if m is not None]
 
-    def block(r0: int) -> None:
-        r1 = min(r0 + per, nreg)
-        reads.kernel().matrix_columns(flat[r0 * nch:r1 * nch], off[r0:r1], nch, factor, scale,
-                                     columns, r0 * nch)
+    def done(r0: int, r1: int) -> None:
         for mapping, size in shared:     # only pages wholly inside this block's rows
             _discard(mapping, r0 * size, r1 * size)
 
-    threads = max(1, min(threads, len(starts)))
-    if threads == 1:
-        for r0 in starts:
-            block(r0)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(block, starts):
-            pass
+    return done
 
 
 def _mapping(values: np.ndarray) -> mmap.mmap | None:

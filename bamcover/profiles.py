@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import normalisation, reads
+from . import kernels, normalisation
 from ._lazy import is_frame, pd
 from .counting import (
     counts_from_blocks,
@@ -168,7 +168,7 @@ def _add_chunk(stats: ProfileStats, chunk, options: Options) -> None:
     the compiled kernel the values go from coverage straight into the histogram, never
     held as a regions × bins array."""
     blocks = read_blocks(chunk, options)
-    if reads.kernel() is not None:
+    if kernels.has_compiled_counting():
         covs, top = coverages(blocks, options, cumulative=options.bin_size > 1)
         table = stats.table_for(options.bin_size * top + 1)
         stats.add_keys(window_histogram(chunk, options, blocks, covs, table))
@@ -239,7 +239,7 @@ def count_windows(prep: Prepared, options: Options, rows: np.ndarray, with_matri
     new = functools.partial(ProfileStats, nch, nbins)
     tables = []
     processes = workers_for(options.n_processes, prep.chunks)
-    if processes > 1 and reads.kernel() is not None and not options.scale_regions:
+    if processes > 1 and kernels.has_fast_histograms() and not options.scale_regions:
         # each worker counts into its own table in shared memory: nothing to send back
         tables = [shared_zeros(ProfileStats.table_shape(nch, nbins), np.int32)
                   for _ in range(processes)]

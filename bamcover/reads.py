@@ -58,14 +58,16 @@ def _load_kernel():
 _kernel = _load_kernel()
 
 
-def kernel():
-    """The compiled kernel module, or None where only the pysam fallback runs.
+def _kernel_module():
+    """The compiled kernel module, or None where only the pysam fallback runs: private to
+    this module and :mod:`bamcover.kernels` (the other modules call kernels' functions,
+    which dispatch themselves).
 
     Returns
     -------
     module or None
         ``bamcover._kernel``; read at each call, so that a test may set ``_kernel`` to
-        None to run the fallback.
+        None to run the fallbacks.
     """
     return _kernel
 
@@ -285,31 +287,3 @@ def _py_reading(bam: Bam, where: str):
         with contextlib.suppress(OSError):
             fh.close()
 
-
-def matrix_rows(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Rows of a matrix as float64, by the kernel where it can.
-
-    Parameters
-    ----------
-    data
-        A 2-D float array; a matrix in pandas' column layout (``data.T`` contiguous) is
-        transposed back by the kernel, 64 rows at a time, rather than by numpy's
-        strided gather.
-    rows
-        Row numbers; negative ones give rows of NaN.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``data[rows]`` (float64, rows × columns).
-    """
-    rows = np.ascontiguousarray(rows, np.int64)
-    if _kernel is not None and data.dtype in (np.float32, np.float64) \
-            and data.T.flags.c_contiguous:
-        out = np.empty((len(rows), data.shape[1]))
-        _kernel.matrix_rows(data.T, rows, out)
-        return out
-    out = np.full((len(rows), data.shape[1]), np.nan)
-    have = rows >= 0
-    out[have] = data[rows[have]]
-    return out

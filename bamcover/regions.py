@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from . import reads
+from . import kernels
 from ._lazy import is_frame, pd
 from .errors import BamcoverError
 from .options import Options
@@ -197,19 +197,14 @@ def _named_narrowpeak(name: str) -> bool:
 
 
 def _plain_columns(data: bytes, name: str = "") -> dict[str, np.ndarray] | None:
-    """The common case, parsed in one compiled pass (``_kernel.bed_columns``); None when
-    anything is unusual (or without the kernel): the checked parser then reads the text
-    again and names the offending line.
+    """The common case, parsed in one compiled pass (:func:`.kernels.bed_columns`); None
+    when anything is unusual (or without the kernel): the checked parser then reads the
+    text again and names the offending line.
 
     The kernel takes column 10 of every 10-column line as a summit offset; summits are kept
     only when the whole file is narrowPeak-shaped (every line 10 columns) or so named. All
     lines having a summit proves the shape for free; only a mix needs the tabs counted."""
-    if reads.kernel() is None:
-        return None
-    try:
-        parsed = reads.kernel().bed_columns(data)
-    except UnicodeDecodeError:          # _clean_bytes ran first, so only when called alone
-        return None
+    parsed = kernels.bed_columns(data)
     if parsed is None:
         return None
     cols = dict(zip(COLUMNS + ["summit"], parsed, strict=True))

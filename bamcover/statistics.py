@@ -15,8 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import reads
-from .counting import overflow_room
+from . import kernels
 
 
 class ProfileStats:
@@ -112,18 +111,7 @@ class ProfileStats:
         valid
             Which bins count (n, bins).
         """
-        kernel = reads.kernel()            # None: the numpy fallback
-        if kernel is not None and values.dtype == np.int32:
-            top = int(values.max()) + 1 if values.size else 1
-            over = overflow_room(values.size)
-            n = kernel.accumulate(np.ascontiguousarray(values),
-                                  np.ascontiguousarray(valid).view(np.uint8),
-                                  self.table_for(top), over)
-            self.add_keys(over[:n])
-            return
-        v = values.astype(np.int64)
-        cell = np.arange(self.shape[0] * self.shape[1], dtype=np.int64).reshape(self.shape)
-        self.add_keys(((cell[None] << 32) | v)[np.broadcast_to(valid[:, None, :], v.shape)])
+        self.add_keys(kernels.histogram_keys(values, valid, self.shape, self.table_for))
 
     def merge(self, other: ProfileStats) -> None:
         """Add another accumulator's counts (exact: integers only)."""
@@ -264,11 +252,7 @@ class ProfileStats:
         self._settle()
         keys = self._sorted()
         sparse_n, sparse_sum, sparse_sq = self._moments(keys)
-        if self._dense.shape[0]:
-            n, total, sumsq, lo, hi = reads.kernel().dense_stats(self._dense, sparse_n)
-        else:       # no table (always so without the kernel): every value is a key
-            n, total, sumsq = (np.zeros(ncells, np.int64) for _ in range(3))
-            lo, hi = np.full(ncells, -1, np.int64), np.full(ncells, -1, np.int64)
+        n, total, sumsq, lo, hi = kernels.dense_stats(self._dense, sparse_n)
         # the middle values beyond the dense table are sparse ones
         for mid, rank in ((lo, (n + sparse_n - 1) // 2), (hi, (n + sparse_n) // 2)):
             cells = np.flatnonzero((mid < 0) & (n + sparse_n > 0))

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import reads
+from . import kernels
 from ._lazy import pd
-from .reads import matrix_rows
+from .kernels import matrix_rows
 
 #: gzip's own default, not pandas' and Arrow's 9: several times faster for a file only a
 #: little larger
@@ -80,7 +80,7 @@ def write_counts_text(df: pd.DataFrame, path: str, sep: str, gz: bool, threads: 
         return False
     floats = (df.dtypes == np.float32).tolist()
     lead = floats.index(True) if any(floats) else len(floats)
-    if reads.kernel() is not None and 0 < lead < len(floats) and all(floats[lead:]):
+    if kernels.has_whole_rows() and 0 < lead < len(floats) and all(floats[lead:]):
         try:
             return _write_matrix_text(df, lead, names, path, sep, gz, threads)
         except _NotCounts:
@@ -193,7 +193,7 @@ def text_lines(text: Mapping[str, np.ndarray], values: np.ndarray, nan_as_empty:
         return {f"v{i}": values[:, i] for i in range(values.shape[1])}
 
     try:
-        if reads.kernel() is not None and text and len(values):
+        if text and len(values):        # None without the kernel
             out = _whole_lines(text, values, nan_as_empty, sep)
             if out is not None:
                 return out
@@ -207,11 +207,10 @@ def text_lines(text: Mapping[str, np.ndarray], values: np.ndarray, nan_as_empty:
 def _whole_lines(text: Mapping[str, np.ndarray], values: np.ndarray, nan_as_empty: bool,
                  sep: str) -> bytes | None:
     """:func:`text_lines` by the kernel: pyarrow writes the ``text`` columns, the kernel
-    the values after them; None when a value is not a whole number below 10⁹."""
+    the values after them; None when a value is not a whole number below 10⁹, or without
+    the kernel (:func:`.kernels.whole_rows`)."""
     head = _arrow_csv(text, sep, nan_as_empty)        # raises for text needing quotes
-    ends = np.flatnonzero(np.frombuffer(head, np.uint8) == 10)
-    return reads.kernel().whole_rows(head, ends, np.ascontiguousarray(values, np.float64),
-                                    nan_as_empty, ord(sep))
+    return kernels.whole_rows(head, values, nan_as_empty, sep)
 
 
 def _arrow_csv(columns: Mapping[str, np.ndarray], sep: str, nan_as_empty: bool) -> bytes:

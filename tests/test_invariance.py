@@ -103,7 +103,7 @@ def test_matrix_frame_in_blocks_returns_the_counts_memory(monkeypatch, normalize
     invalid[...] = rng.random(invalid.shape) < 0.1
     kept_values, kept_invalid = values.copy(), invalid.copy()
     row_bytes = 2 * opts.n_bins * 4
-    monkeypatch.setattr(bamcover.matrices, "_BLOCK_BYTES", 64 * row_bytes)   # 12 blocks
+    monkeypatch.setattr(bamcover.kernels, "_BLOCK_BYTES", 64 * row_bytes)    # 12 blocks
     freed = []
     discard = bamcover.matrices._discard
     monkeypatch.setattr(bamcover.matrices, "_discard",

@@ -23,7 +23,8 @@ LAYERS = [
     {"cli", "cluster", "tasks"},      # cluster, tasks: the job layer's former names
     {"plotting"}, {"samples", "coverage_tasks"},
     {"profiles", "densities"}, {"formats"}, {"matrices", "statistics", "normalisation"},
-    {"outputs", "jobs"}, {"counting", "text"}, {"regions"}, {"reads"}, {"pool", "options"},
+    {"outputs", "jobs"}, {"counting", "text"}, {"regions"}, {"kernels"}, {"reads"},
+    {"pool", "options"},
     {"schema", "errors", "version", "_lazy", "_kernel"},
 ]
 
@@ -60,3 +61,18 @@ def test_imports_flow_down_the_layers():
     upward = [(m, t) for m, targets in _imports().items() for t in targets
               if t in level and level[t] <= level[m]]
     assert upward == [], upward
+
+
+#: the reads layer: the only modules that know whether the compiled kernel is there
+KERNEL_AWARE = {"reads.py", "kernels.py"}
+
+
+def test_only_the_reads_layer_asks_for_the_kernel():
+    """Every other module calls kernels' functions (which dispatch themselves) or its
+    predicates; none reaches the kernel module itself."""
+    pkg = ROOT / "bamcover"
+    mentions = [f"{path.relative_to(ROOT)}:{n}" for path in sorted(pkg.rglob("*.py"))
+                if path.relative_to(pkg).as_posix() not in KERNEL_AWARE
+                for n, line in enumerate(path.read_text().splitlines(), 1)
+                if "kernel()" in line or "_kernel" in line]
+    assert mentions == [], mentions
