@@ -21,7 +21,7 @@ from . import reads
 def _module():
     """The compiled kernel module, or None (read at each call: a test may set
     ``reads._kernel`` to None to run the fallbacks)."""
-    return reads._kernel_module()
+    return reads.kernel_module()
 
 
 def _required():

@@ -58,10 +58,10 @@ def _load_kernel():
 _kernel = _load_kernel()
 
 
-def _kernel_module():
-    """The compiled kernel module, or None where only the pysam fallback runs: private to
-    this module and :mod:`bamcover.kernels` (the other modules call kernels' functions,
-    which dispatch themselves).
+def kernel_module():
+    """The compiled kernel module, or None where only the pysam fallback runs; for
+    :mod:`bamcover.kernels` alone (the other modules call kernels' functions, which
+    dispatch themselves).
 
     Returns
     -------
