@@ -13,12 +13,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
-import glob
 import gzip
 import os
 import re
-import secrets
-import socket
 import stat
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -203,6 +200,10 @@ _TEMP = re.compile(r"\.bamcover-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
 def _temporary(directory: str, name: str) -> str:
     """A new, empty temporary beside ``name``, after removing this host's temporaries of
     the same output whose process is gone (a SIGKILL leaves them)."""
+    import glob  # here, not at the top: 7 ms of the command's start-up
+    import secrets
+    import socket
+
     host = socket.gethostname()
     for old in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}.bamcover-*")):
         m = _TEMP.search(old)

@@ -9,7 +9,6 @@ import numpy as np
 
 from ._lazy import pd
 from .errors import BamcoverError
-from .formats import profile_from_matrices, tidy_profile
 from .normalisation import units, versus_control
 from .options import Options, with_overrides
 from .profiles import compute
@@ -82,6 +81,10 @@ def coverage(regions, bams, options: Options | None = None, *, labels=None,
     matrices (mean, median, std ddof=1, sem, n over regions with a value), which are then
     always held in memory.
     """
+    # formats (and with it the deepTools and table readers) only when a run needs them:
+    # the command line starts without them
+    from .formats import profile_from_matrices, tidy_profile
+
     options = with_overrides(options, overrides)
     groups = _labelled(regions, group_labels, "group")
     samples = _labelled(bams, labels, "sample")

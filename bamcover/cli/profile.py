@@ -8,7 +8,6 @@ import click
 
 from .._lazy import pd
 from ..errors import BamcoverError
-from ..formats import check_matrix_target, write_matrices
 from ..outputs import check_outputs, write_table
 from ..profiles import compute
 from ..reads import open_bam
@@ -104,7 +103,10 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
         log.setLevel(logging.WARNING)
     if not bams or not region_files:
         raise BamcoverError("give at least one region file and one BAM (files ending in .bam)")
-    check_matrix_target(matrix_path, len(bams) * len(region_files))
+    if matrix_path:
+        from ..formats import check_matrix_target  # formats only when a matrix is written
+
+        check_matrix_target(matrix_path, len(bams) * len(region_files))
     if len(bams) > 1 or len(region_files) > 1 or control:
         if slurm:
             raise BamcoverError("--slurm runs one region file and one BAM per task; "
@@ -149,6 +151,8 @@ def profile_many(region_files, bams, options, output, matrix_path, long_path, la
     result = coverage(groups, bams, options, labels=samples, control=controls,
                       with_matrix=bool(matrix_path or long_path or controls),
                       progress=not quiet)
+    from ..formats import write_matrices
+
     write_matrices(result.matrices, matrix_path, options, long_path,
                    scores={g: regs["score"] for g, regs in groups.items()})
     write_table(result.profile, output)

@@ -4,7 +4,6 @@ computed."""
 
 from __future__ import annotations
 
-from ..formats import write_matrices
 from ..outputs import write_table
 from .common import log, summarise
 
@@ -17,6 +16,8 @@ def write_profile(result, regs, bam_, output, matrix_path, options, long_path=No
     if result.library_size is not None:
         log.info("library size: %d reads pass the filters in %s", result.library_size, bam_.name)
     if result.matrix is not None:
+        from ..formats import write_matrices  # only for a matrix: a profile run skips it
+
         write_matrices({key: result.matrix}, matrix_path, options, long_path,
                        scores={key[1]: regs["score"]} if "score" in regs else None)
     write_table(result.columns, output or "-", attrs=result.attrs)
