@@ -107,7 +107,8 @@ def _clean_bytes(data: bytes, name: str) -> bytes:
 
 def read_regions(source: RegionsLike) -> pd.DataFrame:
     """Read regions from a BED3/BED6+/narrowPeak file (plain or gzipped; ``-`` is stdin),
-    a DataFrame or a ``pybedtools.BedTool``.
+    a DataFrame, a ``pybedtools.BedTool``, or the :class:`RegionColumns` already read from
+    a file (keeping its name for messages).
 
     ``track``, ``browser`` and ``#`` lines, blank lines and a UTF-8 BOM are skipped; row
     order is kept; '.' or a missing strand counts as '+' for windows (the column keeps what
@@ -123,7 +124,7 @@ def read_regions(source: RegionsLike) -> pd.DataFrame:
     """
     if is_frame(source):
         return _from_frame(source)
-    cols = region_columns(source)
+    cols = source if isinstance(source, RegionColumns) else region_columns(source)
     out = pd.DataFrame(cols)
     out.attrs["source"] = cols.source
     return out

@@ -193,7 +193,7 @@ def text_lines(text: Mapping[str, np.ndarray], values: np.ndarray, nan_as_empty:
         return {f"v{i}": values[:, i] for i in range(values.shape[1])}
 
     try:
-        if text and len(values):        # None without the kernel
+        if kernels.has_whole_rows() and text and len(values):
             out = _whole_lines(text, values, nan_as_empty, sep)
             if out is not None:
                 return out

@@ -6,7 +6,6 @@ import logging
 
 import click
 
-from .._lazy import pd
 from ..errors import BamcoverError
 from ..outputs import check_outputs, write_table
 from ..profiles import compute
@@ -121,13 +120,10 @@ def profile(inputs, output, matrix_path, long_path, reference_point, upstream, d
                    "long": absolute(long_path)}
         from .. import coverage_tasks
 
-        frame = pd.DataFrame(regs)
-        frame.attrs["source"] = regs.source          # errors name the region file
-        task = coverage_tasks.submit_profile(frame, bam_, options, executor=executor,
-                                      jobs=jobs, with_matrix=bool(matrix_path or long_path),
-                                      workdir=workdir, outputs=outputs,
-                                      group=label_from_path(region_files[0]),
-                                      region_file=region_files[0])
+        task = coverage_tasks.submit_profile(
+            read_regions(regs), bam_, options, executor=executor, jobs=jobs,
+            with_matrix=bool(matrix_path or long_path), workdir=workdir, outputs=outputs,
+            group=label_from_path(region_files[0]), region_file=region_files[0])
         finish_task(task, no_wait, quiet, permissive=False, outputs=outputs)
         return
     result = compute(regs, bam_, options, with_matrix=bool(matrix_path or long_path),
