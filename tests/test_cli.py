@@ -318,3 +318,20 @@ def test_stdin_regions_are_recorded_as_stdin(tmp_path):
 
     record = json.loads((tmp_path / "p.tsv.provenance.json").read_text())
     assert record["inputs"][0] == {"path": "<stdin>"}
+
+
+@pytest.mark.parametrize("group", [[], ["plot"]])
+def test_a_bare_group_prints_its_help(group):
+    """``bamcover`` or ``bamcover plot`` alone: the commands on stdout, exit 2, no error."""
+    done = _cli(*group)
+    assert done.returncode == 2 and done.stderr == ""
+    assert "Commands:" in done.stdout and ("heatmap" if group else "profile") in done.stdout
+
+
+def test_slurm_summit_error_names_the_region_file(tmp_path):
+    """The regions read once for --slurm keep their file name for messages."""
+    done = _cli("profile", SUMMITS, SE_CHIP, "--reference-point", "summit", "--slurm",
+                "--no-wait", "--workdir", tmp_path / "w", "-q")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"bamcover: error: {SUMMITS}: --reference-point summit")
+    assert not (tmp_path / "w").exists()

@@ -348,3 +348,33 @@ def test_collect_refuses_an_output_that_is_an_input_of_the_task(tmp_path, copies
         one_line_error(done, "input")
     assert {p: digest(p) for p in before} == before
     assert cli("collect", task.path, "-o", tmp_path / "p.tsv").returncode == 0
+
+
+def test_a_rename_failing_at_the_end_leaves_no_temporary(tmp_path, monkeypatch):
+    """all_or_nothing: when renaming the second of three files fails, the error comes
+    through and no temporary is left behind."""
+    from bamcover import outputs
+
+    real = os.replace
+    calls = []
+
+    def flaky(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+        real(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", flaky)
+    with pytest.raises(OSError), outputs.all_or_nothing():
+        for name in ("a", "b", "c"):
+            with outputs.atomic_path(tmp_path / name) as tmp, open(tmp, "w") as fh:
+                fh.write(name)
+    assert len(calls) == 2 and leftovers(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_a_worker_ending_with_an_exit_code_says_so():
+    from bamcover.pool import WorkerDied
+
+    assert str(WorkerDied(3)).startswith("a worker process ended with exit code 3 ")
+    assert "killed by SIGTERM" in str(WorkerDied(-signal.SIGTERM))
