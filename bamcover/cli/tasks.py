@@ -32,13 +32,13 @@ def collect_and_write(task, permissive: bool, outputs: dict) -> None:
 
     result = cluster.collect(task, permissive=permissive)
     meta = task.manifest["meta"]
-    regs = pd.read_parquet(task.path / cluster.REGIONS_FILE)
     bams = cluster.task_bams(task)           # as submitted: collect never opens a BAM
     if meta["kind"] == "density":
         write_table(result, outputs.get("output") or "-")
         status = result.filter(regex="status$").iloc[:, 0]
         sizes = {n: int(result[f"{n}_library_size"].iat[0]) for n in meta["labels"]}
     else:
+        regs = pd.read_parquet(task.path / cluster.REGIONS_FILE)
         write_profile(result, regs, bams[0], outputs.get("output"),
                        outputs.get("matrix"), Options(**meta["options"]), outputs.get("long"),
                        key=(label_from_path(meta["bam"]), meta.get("group", "regions")))
